@@ -1,0 +1,60 @@
+"""The command line and the docs stay honest: every command has help with an example, and README
+names every command and the two front-door commands."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers.cli import COMMANDS, main
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_has_help_with_an_example(name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([name, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "Example:" in out
+    assert f"python -m helpers {name}" in out
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_readme_documents_every_command(name):
+    assert f"python -m helpers {name}" in README
+
+
+def test_readme_quickstart_is_make_run_and_make_test():
+    quickstart = README.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"^\s*(make \w+)\s*$", quickstart, flags=re.M)
+    assert commands == ["make run", "make test"]
+
+
+@pytest.mark.parametrize("target", ["run", "test", "setup", "lab", "help"])
+def test_makefile_has_the_targets_readme_relies_on(target):
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(rf"^{target}:.*## ", makefile, flags=re.M)
+
+
+def test_module_entry_point_runs():
+    done = subprocess.run([sys.executable, "-m", "helpers", "--help"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0
+    for name in COMMANDS:
+        assert name in done.stdout
+
+
+def test_a_helpers_error_is_one_line_and_exit_code_1(tmp_path, sdist, capsys):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / sdist.name).write_bytes(b"not the archive")
+    code = main(["build-db", "--db", str(tmp_path / "x.db"), "--cache", str(cache)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.count("\n") == 1
+    assert err.startswith("error: ") and "Delete the file and run the command again" in err
