@@ -1,0 +1,281 @@
+"""Turn chunks of raw records into output lines, or into rejects that say why.
+
+Two paths give the same bytes. The fast path works a column at a time with C-level primitives
+(one regular expression over a whole joined column, `map(orjson.dumps, ...)`, one `zip` to build
+the lines); any chunk it cannot vouch for, because of a ragged row, an empty required field or a
+value that needs casting, goes through the slow path, which casts each value with `schema.cast`
+and rejects the records that do not fit. The property tests hold the two paths to each other.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass, field
+from itertools import repeat
+from typing import Any
+
+import orjson
+
+from helpers.readers import FALLBACK_ERRORS, ArrayError, Chunk, csv_row_lines
+from helpers.schema import CastError, Column, Schema, cast
+from helpers.sniff import Format
+
+_INT = r"(?:0|-?[1-9][0-9]{0,17})"  # at most 18 digits: always inside the 64-bit range
+_NUM = r"(?:-?(?:0|[1-9][0-9]{0,14})(?:\.[0-9]{1,15})?)"
+INT_COLUMN = re.compile(rf"(?:{_INT}\n)*{_INT}")
+INT_COLUMN_NULLABLE = re.compile(rf"(?:{_INT}?\n)*{_INT}?")
+NUM_COLUMN = re.compile(rf"(?:{_NUM}?\n)*{_NUM}?")
+INT64 = 1 << 63
+JSON_TYPES = {"integer": {int}, "number": {float, int}, "text": {str}}
+
+
+@dataclass
+class Reject:
+    file: str
+    line: int
+    reason: str
+    raw: str
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {"file": self.file, "line": self.line, "reason": self.reason, "raw": self.raw})
+
+
+@dataclass
+class Result:
+    lines: list[bytes] = field(default_factory=list)  # one JSON object each, no newline
+    rejects: list[Reject] = field(default_factory=list)
+    blank: int = 0  # empty lines: neither rows nor rejects
+
+
+class Normalizer:
+    """Normalizes the chunks of one file; holds the file's column mapping."""
+
+    def __init__(self, schema: Schema, fmt: Format, file_name: str) -> None:
+        self.schema, self.fmt, self.file = schema, fmt, file_name
+        self.width = len(fmt.header)
+        self.positions = [schema.index(name) for name in fmt.header]
+        self._prefix_count = -1
+
+    def chunk(self, chunk: Chunk) -> Result:
+        if self.fmt.kind == "csv":
+            return self.csv_chunk(chunk)
+        return self.json_chunk(chunk)
+
+    # --- CSV ------------------------------------------------------------------------------
+
+    def csv_chunk(self, chunk: Chunk) -> Result:
+        rows = chunk.records
+        if min(map(len, rows)) == max(map(len, rows)) == self.width:
+            fast = self._csv_fast(rows)
+            if fast is not None:
+                return Result(fast)
+        return self._csv_slow(chunk)
+
+    def _csv_fast(self, rows: list[list[str]]) -> list[bytes] | None:
+        by_column = list(zip(*rows))
+        source = self._sources()
+        encoded = []
+        for column, src in zip(self.schema.columns, source):
+            values = by_column[src] if src is not None else None
+            frags = _encode_text_column(values, column, len(rows))
+            if frags is None:
+                return None
+            encoded.append(frags)
+        return self._assemble(encoded)
+
+    def _csv_slow(self, chunk: Chunk) -> Result:
+        result, typed = Result(), []
+        source = self._sources()
+        for row, line in zip(chunk.records, csv_row_lines(chunk)):
+            if not row or row == [""] and self.width > 1:
+                result.blank += 1
+                continue
+            if len(row) != self.width:
+                many = "many" if len(row) > self.width else "few"
+                reason = f"too {many} fields: {len(row)} where the header has {self.width}"
+                result.rejects.append(Reject(self.file, line, reason, self._raw_csv(row)))
+                continue
+            try:
+                typed.append([cast(row[src] if src is not None else None, column)
+                              for column, src in zip(self.schema.columns, source)])
+            except CastError as exc:
+                result.rejects.append(Reject(self.file, line, str(exc), self._raw_csv(row)))
+        result.lines = self._encode_rows(typed, result, chunk)
+        return result
+
+    def _raw_csv(self, row: list[str]) -> str:
+        out = io.StringIO()
+        csv.writer(out, delimiter=self.fmt.delimiter or ",", lineterminator="").writerow(row)
+        return out.getvalue()
+
+    def _sources(self) -> list[int | None]:
+        """For each output column, the index of the file column that feeds it, if any."""
+        source: list[int | None] = [None] * len(self.schema.columns)
+        for file_index, out_index in enumerate(self.positions):
+            source[out_index] = file_index
+        return source
+
+    # --- JSON Lines and JSON arrays ------------------------------------------------------
+
+    def json_chunk(self, chunk: Chunk) -> Result:
+        if self.fmt.kind == "jsonl":
+            try:
+                objects = list(map(orjson.loads, chunk.records))
+            except orjson.JSONDecodeError:
+                return self._json_slow(chunk)
+        else:
+            objects = chunk.records
+        fast = self._json_fast(objects)
+        return Result(fast) if fast is not None else self._json_slow(chunk, objects)
+
+    def _json_fast(self, objects: list[Any]) -> list[bytes] | None:
+        if not objects or set(map(type, objects)) != {dict}:
+            return None
+        keys = set(map(tuple, objects))
+        if len(keys) != 1:
+            return None
+        (names,) = keys
+        known = [self.schema.index(name, add=False) for name in names]
+        if None in known or len(set(known)) != len(known):
+            return None
+        by_column = list(zip(*map(dict.values, objects)))
+        encoded = []
+        for out_index, column in enumerate(self.schema.columns):
+            values = by_column[known.index(out_index)] if out_index in known else None
+            frags = _encode_json_column(values, column, len(objects))
+            if frags is None:
+                return None
+            encoded.append(frags)
+        return self._assemble(encoded)
+
+    def _json_slow(self, chunk: Chunk, objects: list[Any] | None = None) -> Result:
+        result, typed = Result(), []
+        lines = chunk.lines or range(chunk.first_line, chunk.first_line + len(chunk.records))
+        for i, (record, line) in enumerate(zip(chunk.records, lines)):
+            raw = record if objects is None else objects[i]
+            try:
+                obj = self._parse(raw)
+                if obj is None:
+                    result.blank += 1
+                    continue
+                typed.append(self._type_object(obj))
+            except CastError as exc:
+                result.rejects.append(Reject(self.file, line, str(exc), _raw_json(record)))
+        result.lines = self._encode_rows(typed, result, chunk)
+        return result
+
+    def _parse(self, raw: Any) -> dict | None:
+        if isinstance(raw, ArrayError):
+            raise CastError(raw.reason)
+        if isinstance(raw, (bytes, str)):
+            if not raw.strip():
+                return None
+            try:
+                raw = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                if not isinstance(raw, bytes):
+                    raise CastError(f"invalid JSON: {exc}") from None
+                try:  # not UTF-8: take stray bytes as Windows-1252, as the text readers do
+                    raw = orjson.loads(raw.decode("utf-8", FALLBACK_ERRORS))
+                except orjson.JSONDecodeError as exc2:
+                    raise CastError(f"invalid JSON: {exc2}") from None
+        if not isinstance(raw, dict):
+            raise CastError(f"a JSON {type(raw).__name__} where an object was expected")
+        return raw
+
+    def _type_object(self, obj: dict) -> list[Any]:
+        values: list[Any] = [None] * len(self.schema.columns)
+        for key, value in obj.items():
+            index = self.schema.index(key)
+            if index >= len(values):
+                values.extend([None] * (index + 1 - len(values)))
+            values[index] = value
+        return [cast(value, column) for value, column in zip(values, self.schema.columns)]
+
+    # --- shared ---------------------------------------------------------------------------
+
+    def _encode_rows(self, typed: list[list[Any]], result: Result, chunk: Chunk) -> list[bytes]:
+        """Encode typed rows; a value orjson refuses (an integer past 64 bits) rejects its row."""
+        width = len(self.schema.columns)
+        typed = [row + [None] * (width - len(row)) for row in typed]
+        try:
+            columns = [list(map(orjson.dumps, col)) for col in zip(*typed)]
+            return self._assemble(columns) if typed else []
+        except orjson.JSONEncodeError:
+            lines = []
+            for row in typed:
+                try:
+                    lines.extend(self._assemble([[orjson.dumps(v)] for v in row]))
+                except orjson.JSONEncodeError as exc:
+                    reason = f"a value cannot be written as JSON ({exc})"
+                    result.rejects.append(Reject(self.file, chunk.first_line, reason, repr(row)))
+            return lines
+
+    def _assemble(self, encoded: list[list[bytes]]) -> list[bytes]:
+        if self._prefix_count != len(self.schema.columns):
+            names = [orjson.dumps(c.name) + b":" for c in self.schema.columns]
+            self._prefixes = [b"{" + names[0]] + [b"," + n for n in names[1:]]
+            self._prefix_count = len(names)
+        parts: list[Any] = []
+        for prefix, frags in zip(self._prefixes, encoded):
+            parts += [repeat(prefix), frags]
+        parts.append(repeat(b"}"))
+        return list(map(b"".join, zip(*parts)))
+
+
+def _encode_text_column(values: tuple[str, ...] | None, column: Column, n: int):
+    """Fragments for one column of CSV strings, or None when the slow path must decide."""
+    if values is None:
+        return [b"null"] * n if column.nullable else None
+    has_empty = "" in values
+    if has_empty and not column.nullable:
+        return None
+    if column.kind == "text":
+        frags = list(map(orjson.dumps, values))
+    elif column.kind == "integer":
+        joined = "\n".join(values)
+        pattern = INT_COLUMN_NULLABLE if has_empty else INT_COLUMN
+        if not pattern.fullmatch(joined):
+            return None
+        frags = joined.encode().split(b"\n")
+        return [f or b"null" for f in frags] if has_empty else frags
+    elif column.kind == "number":
+        if not NUM_COLUMN.fullmatch("\n".join(values)):
+            return None
+        frags = [orjson.dumps(float(v)) if v else b"null" for v in values]
+    else:
+        return None
+    return [b"null" if f == b'""' else f for f in frags] if has_empty else frags
+
+
+def _encode_json_column(values: tuple[Any, ...] | None, column: Column, n: int):
+    """Fragments for one column of parsed JSON values, or None when the slow path must decide."""
+    if values is None:
+        return [b"null"] * n if column.nullable else None
+    allowed = JSON_TYPES.get(column.kind)
+    types = set(map(type, values))
+    if allowed is None or not types <= allowed | ({type(None)} if column.nullable else set()):
+        return None
+    if column.kind == "text" and "" in values:
+        return None
+    if column.kind == "integer" and not all(-INT64 <= v < INT64 for v in values if v is not None):
+        return None
+    if column.kind == "number":
+        if not all(v - v == 0 for v in values if v is not None):  # NaN and infinities
+            return None
+        if int in types:
+            values = tuple(float(v) if v is not None else None for v in values)
+    return list(map(orjson.dumps, values))
+
+
+def _raw_json(record: Any) -> str:
+    if isinstance(record, ArrayError):
+        return record.raw
+    if isinstance(record, bytes):
+        return record.decode("utf-8", errors="replace").rstrip("\r\n")
+    if isinstance(record, str):
+        return record.rstrip("\r\n")
+    return orjson.dumps(record).decode()
