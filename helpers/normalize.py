@@ -1,7 +1,7 @@
 """Turn chunks of raw records into output lines, or into rejects that say why.
 
 Two paths give the same bytes. The fast path works a column at a time with C-level primitives
-(one regular expression over a whole joined column, `map(orjson.dumps, ...)`, one `zip` to build
+(one regular expression over a whole joined column, one orjson call per column, one `zip` to build
 the lines); any chunk it cannot vouch for, because of a ragged row, an empty required field or a
 value that needs casting, goes through the slow path, which casts each value with `schema.cast`
 and rejects the records that do not fit. The property tests hold the two paths to each other.
@@ -24,11 +24,15 @@ from helpers.sniff import Format
 
 _INT = r"(?:0|-?[1-9][0-9]{0,17})"  # at most 18 digits: always inside the 64-bit range
 _NUM = r"(?:-?(?:0|[1-9][0-9]{0,14})(?:\.[0-9]{1,15})?)"
-INT_COLUMN = re.compile(rf"(?:{_INT}\n)*{_INT}")
-INT_COLUMN_NULLABLE = re.compile(rf"(?:{_INT}?\n)*{_INT}?")
-NUM_COLUMN = re.compile(rf"(?:{_NUM}?\n)*{_NUM}?")
+# Possessive quantifiers (*+, ?+): without them the regex engine keeps a backtracking point per
+# line and a 20,000-line column costs hundreds of MB when it fails to match.
+INT_COLUMN = re.compile(rf"(?:{_INT}\n)*+{_INT}")
+INT_COLUMN_NULLABLE = re.compile(rf"(?:{_INT}?+\n)*+{_INT}?+")
+NUM_COLUMN = re.compile(rf"(?:{_NUM}?+\n)*+{_NUM}?+")
 INT64 = 1 << 63
 JSON_TYPES = {"integer": {int}, "number": {float, int}, "text": {str}}
+SCALARS = {int, float, str, bool, type(None)}
+ONE_PER_LINE = orjson.OPT_INDENT_2
 
 
 @dataclass
@@ -202,7 +206,7 @@ class Normalizer:
         width = len(self.schema.columns)
         typed = [row + [None] * (width - len(row)) for row in typed]
         try:
-            columns = [list(map(orjson.dumps, col)) for col in zip(*typed)]
+            columns = [encode_values(col) for col in zip(*typed)]
             return self._assemble(columns) if typed else []
         except orjson.JSONEncodeError:
             lines = []
@@ -226,6 +230,22 @@ class Normalizer:
         return list(map(b"".join, zip(*parts)))
 
 
+def encode_values(values: tuple[Any, ...] | list[Any]) -> list[bytes]:
+    """Each value as JSON, from one orjson call for the whole column.
+
+    orjson gives every result a buffer of a few KiB that the allocator keeps after shrinking
+    it, so a call per value costs that much memory per live value; one call per column with
+    one element per line, split at the line breaks, costs only the bytes. A scalar's JSON never
+    holds a raw newline, so the split is exact; nested values (only in undeclared columns) are
+    encoded one by one.
+    """
+    if not values:
+        return []
+    if not SCALARS.issuperset(map(type, values)):
+        return [orjson.dumps(v) for v in values]
+    return orjson.dumps(list(values), option=ONE_PER_LINE)[4:-2].split(b",\n  ")
+
+
 def _encode_text_column(values: tuple[str, ...] | None, column: Column, n: int):
     """Fragments for one column of CSV strings, or None when the slow path must decide."""
     if values is None:
@@ -234,7 +254,7 @@ def _encode_text_column(values: tuple[str, ...] | None, column: Column, n: int):
     if has_empty and not column.nullable:
         return None
     if column.kind == "text":
-        frags = list(map(orjson.dumps, values))
+        frags = encode_values(values)
     elif column.kind == "integer":
         joined = "\n".join(values)
         pattern = INT_COLUMN_NULLABLE if has_empty else INT_COLUMN
@@ -245,7 +265,7 @@ def _encode_text_column(values: tuple[str, ...] | None, column: Column, n: int):
     elif column.kind == "number":
         if not NUM_COLUMN.fullmatch("\n".join(values)):
             return None
-        frags = [orjson.dumps(float(v)) if v else b"null" for v in values]
+        return encode_values([float(v) if v else None for v in values])
     else:
         return None
     return [b"null" if f == b'""' else f for f in frags] if has_empty else frags
@@ -268,7 +288,7 @@ def _encode_json_column(values: tuple[Any, ...] | None, column: Column, n: int):
             return None
         if int in types:
             values = tuple(float(v) if v is not None else None for v in values)
-    return list(map(orjson.dumps, values))
+    return encode_values(values)
 
 
 def _raw_json(record: Any) -> str:
