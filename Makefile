@@ -8,7 +8,7 @@ DB     := db/sqlite/chinook.db
 STAMP  := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help setup db data process notebooks run test lint bench lab clean
+.PHONY: help setup db data process load notebooks run test lint bench lab clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -23,6 +23,12 @@ setup: $(STAMP) db ## Create .venv, install the project with its dev extras, bui
 
 db: $(STAMP) ## Build db/sqlite/chinook.db (a no-op when it is already valid)
 	$(PY) -m helpers build-db --db $(DB)
+
+data: setup ## Generate raw_data/ (SCALE=500 gives the assessment's counts), with faults
+	$(PY) -m helpers make-raw --scale $(SCALE) --out raw_data --db $(DB) --faults
+
+load: setup ## Load processed_data/ into db/sqlite/warehouse.db and reconcile it with Chinook
+	$(PY) -m helpers load --processed processed_data --db db/sqlite/warehouse.db --base $(DB)
 
 run: setup ## Everything: setup, database, raw data, ingestion, both notebooks
 

@@ -46,6 +46,146 @@ def _build_db(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- ingest ---------------------------------------------------------------------------------
+
+
+def _ingest_args(p: argparse.ArgumentParser) -> None:
+    from helpers.dataset import Options
+
+    d = Options()
+    p.add_argument("--raw", default="raw_data", help="folder of dataset subfolders")
+    p.add_argument("--out", default="processed_data", help="where the .json.gz files go")
+    p.add_argument("--dataset", action="append", help="only this subfolder (repeatable)")
+    p.add_argument("--dedupe", choices=["count", "drop", "off"], default=d.dedupe,
+                   help="count exact duplicates (default), drop them, or skip hashing")
+    p.add_argument("--dedupe-budget-mb", type=int, default=d.dedupe_budget_mb,
+                   help="memory for duplicate fingerprints, about 90 bytes per distinct row")
+    p.add_argument("--chunk-rows", type=int, default=d.chunk_rows, help="records per chunk")
+    p.add_argument("--checkpoint-rows", type=int, default=d.checkpoint_rows,
+                   help="records between checkpoints inside a file")
+    p.add_argument("--level", type=int, choices=range(4), default=d.level,
+                   help="gzip level of the output (isal, 0-3)")
+    p.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
+    p.add_argument("--fresh", action="store_true", help="ignore checkpoints and start over")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--log-dir", default="logs", help="folder for the run's log file")
+
+
+@command("ingest", "Combine each raw_data/ subfolder into one NDJSON .json.gz, in one pass.",
+         "python -m helpers ingest --raw raw_data --out processed_data --dedupe count",
+         _ingest_args)
+def _ingest(args: argparse.Namespace) -> int:
+    from helpers.dataset import Options
+    from helpers.ingest import ingest, summary_table
+
+    options = Options(chunk_rows=args.chunk_rows, checkpoint_rows=args.checkpoint_rows,
+                      level=args.level, dedupe=args.dedupe,
+                      dedupe_budget_mb=args.dedupe_budget_mb)
+    manifest = ingest(args.raw, args.out, datasets=args.dataset, options=options,
+                      jobs=args.jobs, fresh=args.fresh, progress=not args.no_progress,
+                      log_dir=args.log_dir)
+    print(summary_table(manifest))
+    return 0
+
+
+# --- make-raw -------------------------------------------------------------------------------
+
+
+def _make_raw_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scale", type=int, required=True,
+                   help="copies of every dataset's rows (500 gives the assessment's counts)")
+    p.add_argument("--out", default="raw_data", help="folder for the dataset subfolders")
+    p.add_argument("--db", default="db/sqlite/chinook.db", help="the Chinook database to read")
+    p.add_argument("--seed", type=int, default=0, help="seed of column orders and fault places")
+    p.add_argument("--faults", action="store_true",
+                   help="add a few damaged records, each recorded in MANIFEST.json")
+    p.add_argument("--force", action="store_true",
+                   help="regenerate even if the folder already holds these arguments' files")
+
+
+@command("make-raw", "Generate messy raw_data/ files from the Chinook database, with a manifest.",
+         "python -m helpers make-raw --scale 500 --out raw_data --faults", _make_raw_args)
+def _make_raw(args: argparse.Namespace) -> int:
+    from helpers.rawgen import make_raw
+
+    manifest = make_raw(args.db, args.out, args.scale, seed=args.seed, faults=args.faults,
+                        force=args.force, say=print)
+    sizes = [f["bytes"] for d in manifest["datasets"].values() for f in d["files"]]
+    print(f"{args.out}: {len(sizes)} data files, {sum(sizes) / 1e6:.1f} MB")
+    return 0
+
+
+# --- run-notebooks --------------------------------------------------------------------------
+
+
+def _run_notebooks_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("names", nargs="*", metavar="NAME",
+                   help="notebooks to run, e.g. 02_wrangling (default: all numbered ones)")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                   metavar=("KEY", "VALUE"),
+                   help="set a parameter (JSON value or string); repeatable")
+    p.add_argument("--reports", default="reports", help="folder for the executed copies")
+    p.add_argument("--no-html", action="store_true", help="skip the HTML copies")
+    p.add_argument("--notebooks-dir", default="notebooks", help="where the notebooks live")
+    p.add_argument("--in-place", action="store_true",
+                   help="run with the defaults and save the outputs back into the notebooks "
+                        "(the canonical outputs nbval checks)")
+
+
+@command("run-notebooks", "Execute the notebooks with papermill into reports/, with HTML.",
+         "python -m helpers run-notebooks 02_wrangling -p db_path ../db/sqlite/chinook.db",
+         _run_notebooks_args)
+def _run_notebooks(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from helpers.notebooks import parse_parameter, refresh_notebooks, run_notebooks
+
+    names = args.names or None
+    if args.in_place:
+        if args.parameter:
+            raise HelpersError("--in-place saves the canonical run, which takes no parameters",
+                               fix="Drop -p, or drop --in-place and read the copies in reports/")
+        written = refresh_notebooks(names, notebooks_dir=Path(args.notebooks_dir))
+    else:
+        parameters = {key: parse_parameter(value) for key, value in args.parameter}
+        written = run_notebooks(names, parameters, reports=Path(args.reports),
+                                html=not args.no_html, notebooks_dir=Path(args.notebooks_dir))
+    for path in written:
+        print(f"wrote: {path}")
+    return 0
+
+
+# --- load -----------------------------------------------------------------------------------
+
+
+def _load_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--processed", default="processed_data", help="folder of <dataset>.json.gz")
+    p.add_argument("--db", default="db/sqlite/warehouse.db", help="the warehouse to (re)build")
+    p.add_argument("--base", default="db/sqlite/chinook.db",
+                   help="the Chinook database: reference tables and the truth to reconcile with")
+    p.add_argument("--report", default="processed_data/_reconcile.json",
+                   help="where to write the reconciliation report as JSON")
+    p.add_argument("--chunk-rows", type=int, default=50_000, help="lines per insert transaction")
+    p.add_argument("--allow-diff", action="store_true",
+                   help="exit 0 even when the warehouse differs from the base")
+
+
+@command("load", "Load processed_data/ into a SQLite warehouse and reconcile it with Chinook.",
+         "python -m helpers load --db db/sqlite/warehouse.db --allow-diff", _load_args)
+def _load(args: argparse.Namespace) -> int:
+    from helpers.load import load
+
+    report = load(args.processed, args.db, args.base, chunk_rows=args.chunk_rows,
+                  report=args.report)
+    print(report.summary())
+    print(f"report: {args.report}")
+    if report.ok or args.allow_diff:
+        return 0
+    print("error: the warehouse differs from the base (see above); --allow-diff accepts it",
+          file=sys.stderr)
+    return 1
+
+
 # --- entry point ----------------------------------------------------------------------------
 
 
