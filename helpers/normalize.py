@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from helpers.readers import FALLBACK_ERRORS, ArrayError, Chunk, csv_row_lines
-from helpers.schema import CastError, Column, Schema, cast
+from helpers.schema import INT64, CastError, Column, Schema, cast
 from helpers.sniff import Format
 
 _INT = r"(?:0|-?[1-9][0-9]{0,17})"  # at most 18 digits: always inside the 64-bit range
@@ -29,7 +29,6 @@ _NUM = r"(?:-?(?:0|[1-9][0-9]{0,14})(?:\.[0-9]{1,15})?)"
 INT_COLUMN = re.compile(rf"(?:{_INT}\n)*+{_INT}")
 INT_COLUMN_NULLABLE = re.compile(rf"(?:{_INT}?+\n)*+{_INT}?+")
 NUM_COLUMN = re.compile(rf"(?:{_NUM}?+\n)*+{_NUM}?+")
-INT64 = 1 << 63
 JSON_TYPES = {"integer": {int}, "number": {float, int}, "text": {str}}
 SCALARS = {int, float, str, bool, type(None)}
 ONE_PER_LINE = orjson.OPT_INDENT_2

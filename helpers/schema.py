@@ -19,6 +19,7 @@ from helpers.datasets import DATASETS
 STRICT_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
 STRICT_DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]*)\.[0-9]+")
 LOOSE_INT = re.compile(r"\s*[+-]?[0-9]+\s*")
+INT64 = 1 << 63
 LOOSE_NUMBER = re.compile(r"\s*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*")
 
 
@@ -103,12 +104,17 @@ def _to_int(value: Any, column: Column) -> int:
     if isinstance(value, bool):
         raise CastError(f"{column.name}: {_show(value)} is not an integer")
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and LOOSE_INT.fullmatch(value):
-        return int(value)
-    raise CastError(f"{column.name}: {_show(value)} is not an integer")
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and LOOSE_INT.fullmatch(value):
+        number = int(value)
+    else:
+        raise CastError(f"{column.name}: {_show(value)} is not an integer")
+    if not -INT64 <= number < INT64:
+        # SQLite, Spark and most readers of JSON stop at 64 bits.
+        raise CastError(f"{column.name}: {_show(value)} is beyond the 64-bit range")
+    return number
 
 
 def _to_number(value: Any, column: Column) -> float:
@@ -125,7 +131,7 @@ def _to_number(value: Any, column: Column) -> float:
 
 def _auto(value: Any) -> Any:
     if isinstance(value, str):
-        if STRICT_INT.fullmatch(value):
+        if STRICT_INT.fullmatch(value) and -INT64 <= int(value) < INT64:
             return int(value)
         if STRICT_DECIMAL.fullmatch(value):
             return float(value)

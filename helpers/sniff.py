@@ -11,6 +11,7 @@ import codecs
 import csv
 import gzip
 import io
+import json
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -24,6 +25,8 @@ SAMPLE_BYTES = 64 * 1024
 DELIMITERS = (",", ";", "|", "\t")
 # Names that are never data, whatever they contain (macOS, Spark, Hadoop and editor droppings).
 NON_DATA_NAMES = re.compile(r"^(\..*|_SUCCESS|_committed_.*|_started_.*|.*~|Thumbs\.db)$")
+
+SINGLE_COLUMN_HEADER = re.compile(r'"?[A-Za-z_][\w.]*"?')
 
 # Kinds: "csv", "jsonl", "json_array", "empty" (no records), "unknown" (not a data file).
 DATA_KINDS = ("csv", "jsonl", "json_array")
@@ -81,19 +84,28 @@ def _decode_sample(head: bytes, complete: bool) -> tuple[str, str]:
 
 
 def _sniff_text(text: str, compression, encoding, line_ending, complete: bool) -> Format:
-    stripped = text.lstrip()
+    stripped = text.lstrip("\ufeff \t\r\n")
     if stripped.startswith("["):
-        return Format("json_array", compression, encoding, line_ending=line_ending)
-    if stripped.startswith("{"):
-        first = stripped.split("\n", 1)[0]
+        # The first item's keys, when the sample holds it whole: the columns are then known
+        # before any row is written, as they are from a CSV header.
         try:
-            orjson.loads(first)
+            first = json.JSONDecoder().raw_decode(stripped[1:].lstrip())[0]
+        except json.JSONDecodeError:
+            first = None
+        keys = list(first) if isinstance(first, dict) else []
+        return Format("json_array", compression, encoding, line_ending=line_ending, header=keys)
+    if stripped.startswith("{"):
+        try:
+            first = orjson.loads(stripped.split("\n", 1)[0])
         except orjson.JSONDecodeError:
             return Format("unknown", compression, encoding, line_ending=line_ending,
                           note="starts with '{' but its first line is not a JSON object; "
                                "a single pretty-printed object is not supported")
-        return Format("jsonl", compression, encoding, line_ending=line_ending)
+        keys = list(first) if isinstance(first, dict) else []
+        return Format("jsonl", compression, encoding, line_ending=line_ending, header=keys)
     delimiter = detect_delimiter(text, complete)
+    if delimiter is None and SINGLE_COLUMN_HEADER.fullmatch(text.split("\n", 1)[0].strip()):
+        delimiter = ","  # one column: any delimiter reads it, and none appears
     if delimiter is None:
         return Format("unknown", compression, encoding, line_ending=line_ending,
                       note="no delimiter among , ; | tab splits the rows consistently")
