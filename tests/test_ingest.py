@@ -136,8 +136,8 @@ def test_drop_keeps_first_occurrences_only(raw, chinook_db, tmp_path):
     lines = read_lines(tmp_path / "orders.json.gz")
     assert sorted(lines) == sorted(expected_lines(chinook_db, "orders"))
     entry = manifest["orders"]
-    assert entry["rows_dropped"] == entry["duplicates"] == truth["datasets"]["orders"]["rows"] - len(
-        lines)
+    dropped = truth["datasets"]["orders"]["rows"] - len(lines)
+    assert entry["rows_dropped"] == entry["duplicates"] == dropped
     assert entry["rows_read"] == entry["rows_written"] + entry["rows_dropped"] + entry[
         "rows_rejected"]
 
