@@ -90,7 +90,7 @@ class Normalizer:
         return self._assemble(encoded)
 
     def _csv_slow(self, chunk: Chunk) -> Result:
-        result, typed = Result(), []
+        result, typed, raws = Result(), [], []
         source = self._sources()
         for row, line in zip(chunk.records, csv_row_lines(chunk)):
             if not row or row == [""] and self.width > 1:
@@ -104,9 +104,11 @@ class Normalizer:
             try:
                 typed.append([cast(row[src] if src is not None else None, column)
                               for column, src in zip(self.schema.columns, source)])
+                raws.append((line, row))
             except CastError as exc:
                 result.rejects.append(Reject(self.file, line, str(exc), self._raw_csv(row)))
-        result.lines = self._encode_rows(typed, result, chunk)
+        encoded = self._encode_rows(typed, raws, result, self._raw_csv)
+        result.lines = [line for line in encoded if line is not None]
         return result
 
     def _raw_csv(self, row: list[str]) -> str:
@@ -124,15 +126,33 @@ class Normalizer:
     # --- JSON Lines and JSON arrays ------------------------------------------------------
 
     def json_chunk(self, chunk: Chunk) -> Result:
+        records = chunk.records
+        objects = records
         if self.fmt.kind == "jsonl":
             try:
-                objects = list(map(orjson.loads, chunk.records))
+                objects = list(map(orjson.loads, records))
             except orjson.JSONDecodeError:
-                return self._json_slow(chunk)
-        else:
-            objects = chunk.records
+                objects = [_loads_or_keep(r) for r in records]
         fast = self._json_fast(objects)
-        return Result(fast) if fast is not None else self._json_slow(chunk, objects)
+        if fast is not None:
+            return Result(fast)
+        # Records with the same keys share a fast path; a file whose records leave out keys
+        # with null values (they often do) would otherwise go record by record.
+        result = Result()
+        lines = chunk.lines or range(chunk.first_line, chunk.first_line + len(records))
+        placed: list[bytes | None] = [None] * len(records)
+        groups = _group_by_keys(objects)
+        for indices in groups:
+            subset = [objects[i] for i in indices]
+            fast = self._json_fast(subset) if len(groups) > 1 else None
+            if fast is None:
+                fast = self._json_slow(subset, [records[i] for i in indices],
+                                       [lines[i] for i in indices], result)
+            for i, line in zip(indices, fast):
+                placed[i] = line
+        result.lines = [line for line in placed if line is not None]
+        result.rejects.sort(key=lambda r: r.line)
+        return result
 
     def _json_fast(self, objects: list[Any]) -> list[bytes] | None:
         if not objects or set(map(type, objects)) != {dict}:
@@ -154,40 +174,36 @@ class Normalizer:
             encoded.append(frags)
         return self._assemble(encoded)
 
-    def _json_slow(self, chunk: Chunk, objects: list[Any] | None = None) -> Result:
-        result, typed = Result(), []
-        lines = chunk.lines or range(chunk.first_line, chunk.first_line + len(chunk.records))
-        for i, (record, line) in enumerate(zip(chunk.records, lines)):
-            raw = record if objects is None else objects[i]
+    def _json_slow(self, objects: list[Any], records: list[Any], lines: list[int],
+                   result: Result) -> list[bytes | None]:
+        """Type each record; the result is aligned with `objects`, None where rejected."""
+        typed, where, raws = [], [], []
+        for i, (obj, record, line) in enumerate(zip(objects, records, lines)):
             try:
-                obj = self._parse(raw)
-                if obj is None:
+                parsed = self._parse(obj)
+                if parsed is None:
                     result.blank += 1
                     continue
-                typed.append(self._type_object(obj))
+                typed.append(self._type_object(parsed))
+                where.append(i)
+                raws.append((line, record))
             except CastError as exc:
                 result.rejects.append(Reject(self.file, line, str(exc), _raw_json(record)))
-        result.lines = self._encode_rows(typed, result, chunk)
-        return result
+        placed: list[bytes | None] = [None] * len(objects)
+        for i, encoded in zip(where, self._encode_rows(typed, raws, result, _raw_json)):
+            placed[i] = encoded
+        return placed
 
-    def _parse(self, raw: Any) -> dict | None:
-        if isinstance(raw, ArrayError):
-            raise CastError(raw.reason)
-        if isinstance(raw, (bytes, str)):
-            if not raw.strip():
-                return None
-            try:
-                raw = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                if not isinstance(raw, bytes):
-                    raise CastError(f"invalid JSON: {exc}") from None
-                try:  # not UTF-8: take stray bytes as Windows-1252, as the text readers do
-                    raw = orjson.loads(raw.decode("utf-8", FALLBACK_ERRORS))
-                except orjson.JSONDecodeError as exc2:
-                    raise CastError(f"invalid JSON: {exc2}") from None
-        if not isinstance(raw, dict):
-            raise CastError(f"a JSON {type(raw).__name__} where an object was expected")
-        return raw
+    def _parse(self, obj: Any) -> dict | None:
+        """The record as an object, None for a blank line; raises CastError for anything else."""
+        if obj is _BLANK:
+            return None
+        if isinstance(obj, (ArrayError, _Unparsed)):
+            raise CastError(obj.reason)
+        if not isinstance(obj, dict):
+            kind = JSON_NAMES.get(type(obj), type(obj).__name__)
+            raise CastError(f"a JSON {kind} where an object was expected")
+        return obj
 
     def _type_object(self, obj: dict) -> list[Any]:
         values: list[Any] = [None] * len(self.schema.columns)
@@ -200,22 +216,26 @@ class Normalizer:
 
     # --- shared ---------------------------------------------------------------------------
 
-    def _encode_rows(self, typed: list[list[Any]], result: Result, chunk: Chunk) -> list[bytes]:
-        """Encode typed rows; a value orjson refuses (an integer past 64 bits) rejects its row."""
+    def _encode_rows(self, typed: list[list[Any]], raws: list[tuple[int, Any]], result: Result,
+                     show: Any) -> list[bytes | None]:
+        """Encode typed rows, aligned with them; a value JSON cannot hold rejects its row."""
         width = len(self.schema.columns)
         typed = [row + [None] * (width - len(row)) for row in typed]
+        if not typed:
+            return []
         try:
-            columns = [encode_values(col) for col in zip(*typed)]
-            return self._assemble(columns) if typed else []
+            return list(self._assemble([encode_values(col) for col in zip(*typed)]))
         except orjson.JSONEncodeError:
-            lines = []
-            for row in typed:
-                try:
-                    lines.extend(self._assemble([[orjson.dumps(v)] for v in row]))
-                except orjson.JSONEncodeError as exc:
-                    reason = f"a value cannot be written as JSON ({exc})"
-                    result.rejects.append(Reject(self.file, chunk.first_line, reason, repr(row)))
-            return lines
+            pass
+        lines: list[bytes | None] = []
+        for row, (line, raw) in zip(typed, raws):
+            try:
+                lines.extend(self._assemble([[orjson.dumps(v)] for v in row]))
+            except orjson.JSONEncodeError as exc:
+                reason = f"a value cannot be written as JSON ({exc})"
+                result.rejects.append(Reject(self.file, line, reason, show(raw)))
+                lines.append(None)
+        return lines
 
     def _assemble(self, encoded: list[list[bytes]]) -> list[bytes]:
         if self._prefix_count != len(self.schema.columns):
@@ -280,8 +300,10 @@ def _encode_json_column(values: tuple[Any, ...] | None, column: Column, n: int):
         return None
     if column.kind == "text" and "" in values:
         return None
-    if column.kind == "integer" and not all(-INT64 <= v < INT64 for v in values if v is not None):
-        return None
+    if column.kind == "integer":
+        present = [v for v in values if v is not None] if type(None) in types else values
+        if present and not (-INT64 <= min(present) and max(present) < INT64):
+            return None
     if column.kind == "number":
         if not all(v - v == 0 for v in values if v is not None):  # NaN and infinities
             return None
@@ -290,9 +312,45 @@ def _encode_json_column(values: tuple[Any, ...] | None, column: Column, n: int):
     return encode_values(values)
 
 
+class _Unparsed:
+    """A JSON line that did not parse, kept in place so that its neighbours can be grouped."""
+
+    def __init__(self, reason: str, raw: bytes | str) -> None:
+        self.reason, self.raw = reason, raw
+
+
+_BLANK = object()  # stands for an empty line in a JSON Lines file
+JSON_NAMES = {str: "string", list: "array", int: "number", float: "number", bool: "boolean",
+              type(None): "null"}
+
+
+def _loads_or_keep(record: bytes | str) -> Any:
+    if not record.strip():
+        return _BLANK
+    try:
+        return orjson.loads(record)
+    except orjson.JSONDecodeError as exc:
+        error = exc
+    if isinstance(record, bytes):
+        try:  # not UTF-8: take stray bytes as Windows-1252, as the text readers do
+            return orjson.loads(record.decode("utf-8", FALLBACK_ERRORS))
+        except orjson.JSONDecodeError as exc:
+            error = exc
+    return _Unparsed(f"invalid JSON: {error}", record)
+
+
+def _group_by_keys(objects: list[Any]) -> list[list[int]]:
+    """Indices of the records, grouped by their key tuple; non-objects in a group of their own."""
+    groups: dict[Any, list[int]] = {}
+    for i, obj in enumerate(objects):
+        key = tuple(obj) if type(obj) is dict else None
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
+
+
 def _raw_json(record: Any) -> str:
-    if isinstance(record, ArrayError):
-        return record.raw
+    if isinstance(record, (ArrayError, _Unparsed)):
+        return record.raw if isinstance(record.raw, str) else _raw_json(record.raw)
     if isinstance(record, bytes):
         return record.decode("utf-8", errors="replace").rstrip("\r\n")
     if isinstance(record, str):

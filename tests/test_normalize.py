@@ -93,7 +93,7 @@ def test_bad_json_records_are_rejected_and_the_rest_kept(tmp_path):
     ]
     entry = run(tmp_path, "tracks", {"t.jsonl": b"\n".join(lines) + b"\n"})
     reasons = [(r["line"], r["reason"].split(":")[0]) for r in entry["reject_records"]]
-    assert reasons == [(2, "invalid JSON"), (3, "a JSON list where an object was expected"),
+    assert reasons == [(2, "invalid JSON"), (3, "a JSON array where an object was expected"),
                        (5, "TrackId")]
     assert [orjson.loads(x)["TrackId"] for x in entry["lines"]] == [1, 3]
     assert entry["blank_lines"] == 1
