@@ -16,6 +16,7 @@ from typing import Any
 
 from helpers import state
 from helpers.dedupe import Fingerprints
+from helpers.errors import HelpersError
 from helpers.normalize import Normalizer, Reject
 from helpers.readers import read_chunks
 from helpers.schema import Column, Schema, schema_for
@@ -84,10 +85,17 @@ def ingest_dataset(folder: Path, out: Path, options: Options = Options(),
     data = [(p, f) for p, f in files if f.kind in DATA_KINDS]
     skipped = [{"name": p.name, "why": f.note or f.kind}
                for p, f in files if f.kind not in DATA_KINDS]
-    run = _Run(paths, data, options, fresh)
-    run.events += [f"skipped {s['name']}: {s['why']}" for s in skipped]
-    run.process(progress)
-    entry = run.finish()
+    try:
+        run = _Run(paths, data, options, fresh)
+        run.events += [f"skipped {s['name']}: {s['why']}" for s in skipped]
+        run.process(progress)
+        entry = run.finish()
+    except OSError as exc:
+        # Disk full, permissions, a file gone mid-run: fatal, but the checkpoint survives.
+        raise HelpersError(f"{exc.strerror or exc} while ingesting {folder.name}",
+                           path=exc.filename or out,
+                           fix="Fix the cause and run the same command again: it resumes "
+                               "from the last checkpoint") from None
     entry["skipped"] = skipped
     entry["seconds"] = round(time.perf_counter() - started, 3)
     return entry

@@ -175,3 +175,37 @@ def test_the_cli_prints_a_summary_and_writes_a_log(raw, tmp_path, capsys):
     assert "track_facts" in out and f"{rows:,}" in out
     (log,) = (tmp_path / "logs").glob("ingest-*.log")
     assert "skipped _SUCCESS" in log.read_text()
+
+
+def test_a_full_disk_stops_the_run_with_one_line_and_keeps_the_checkpoint(raw, tmp_path,
+                                                                          monkeypatch, capsys):
+    import errno
+
+    from helpers import writer
+
+    folder, _ = raw
+    real_write = writer.MemberWriter.write
+    calls = {"n": 0}
+
+    def fill_up(self, data):
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+        real_write(self, data)
+
+    monkeypatch.setattr(writer.MemberWriter, "write", fill_up)
+    out = tmp_path / "o"
+    code = main(["ingest", "--raw", str(folder), "--out", str(out), "--dataset", "tracks",
+                 "--chunk-rows", "500", "--checkpoint-rows", "500", "--jobs", "1",
+                 "--no-progress", "--log-dir", str(tmp_path / "logs")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1
+    assert "tracks.json.gz.part: No space left on device while ingesting tracks" in err
+    assert "run the same command again" in err
+    assert (out / "_state" / "tracks.json").exists()
+    monkeypatch.setattr(writer.MemberWriter, "write", real_write)
+    assert main(["ingest", "--raw", str(folder), "--out", str(out), "--dataset", "tracks",
+                 "--chunk-rows", "500", "--checkpoint-rows", "500", "--jobs", "1",
+                 "--no-progress", "--log-dir", str(tmp_path / "logs")]) == 0
+    manifest = orjson.loads((out / "_manifest.json").read_bytes())
+    assert any(e.startswith("resuming at file") for e in manifest["tracks"]["events"])
