@@ -1,0 +1,195 @@
+"""Crash safety, shown rather than claimed: kill an ingestion part-way, resume it, compare.
+
+`crash_and_resume` runs `python -m helpers ingest` for one dataset in a subprocess of its own
+session, kills the whole process group with SIGKILL (no cleanup handler can run) as soon as a
+checkpoint is on disk, records what the dead run left behind, then runs the very same command
+again. `compare_runs` sets the resumed output beside a clean run's, byte for byte.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pandas as pd
+
+from helpers import state
+from helpers.dataset import Options
+from helpers.errors import HelpersError, InputError
+from helpers.processing_report import file_sha256
+
+# What an ingestion writes in its output folder; a scratch folder holding anything else is not
+# ours to empty.
+INGEST_ARTEFACTS = ("_state", "_rejects", "_logs", "_manifest.json", "_manifest.json.tmp",
+                    ".ingest.lock")
+HASH_SHOWN = 16  # hex digits of a sha256 shown in a table; equality is checked on all 64
+
+
+@dataclass
+class CrashDemo:
+    command: list[str]  # the CLI arguments after `python -m helpers`
+    killed_returncode: int  # -9: the run died of SIGKILL
+    checkpoint: dict[str, Any]  # what the last checkpoint before the kill vouched for
+    leftovers: list[dict[str, str]]  # the files the killed run left, and what each is
+    part_bytes_on_disk: int  # the .part's size after the kill; past the checkpoint is cut
+    final_existed_after_kill: bool  # whether <dataset>.json.gz was there (it must not be)
+    resumed: dict[str, Any] = field(default_factory=dict)  # the resumed run's manifest entry
+
+
+def crash_and_resume(raw: str | Path, out: str | Path, dataset: str, options: Options,
+                     log_dir: str | Path | None = None, poll: float = 0.02,
+                     timeout: float = 600) -> CrashDemo:
+    """Ingest `dataset` of `raw` into the scratch folder `out`, kill it after its first
+    checkpoint, then resume it with the same command; `out` is emptied first."""
+    raw, out = Path(raw), Path(out)
+    clear_scratch(out)
+    command = ingest_command(raw, out, dataset, options, Path(log_dir or out / "_logs"))
+    checkpoint_path = out / "_state" / f"{dataset}.json"
+    returncode = _run_until(command, checkpoint_path, poll, timeout)
+    saved = state.load(checkpoint_path)
+    if saved is None:
+        raise HelpersError("the killed run left no readable checkpoint", path=checkpoint_path,
+                           fix="Run the demo again; if it persists, report it")
+    part = out / f"{dataset}.json.gz.part"
+    demo = CrashDemo(
+        command=command, killed_returncode=returncode,
+        checkpoint=describe_checkpoint(saved),
+        leftovers=list_leftovers(out, dataset),
+        part_bytes_on_disk=part.stat().st_size if part.exists() else 0,
+        final_existed_after_kill=(out / f"{dataset}.json.gz").exists())
+    _run_to_end(command)
+    demo.resumed = read_manifest(out)[dataset]
+    return demo
+
+
+def ingest_command(raw: Path, out: Path, dataset: str, options: Options,
+                   log_dir: Path) -> list[str]:
+    """The CLI arguments that ingest one dataset with exactly these options."""
+    return ["ingest", "--raw", str(raw), "--out", str(out), "--dataset", dataset,
+            "--chunk-rows", str(options.chunk_rows),
+            "--checkpoint-rows", str(options.checkpoint_rows), "--level", str(options.level),
+            "--dedupe", options.dedupe, "--dedupe-budget-mb", str(options.dedupe_budget_mb),
+            "--jobs", "1", "--no-progress", "--log-dir", str(log_dir)]
+
+
+def clear_scratch(out: Path) -> None:
+    """Empty a scratch output folder, refusing one that holds files an ingestion did not write."""
+    if not out.exists():
+        return
+    foreign = [p.name for p in out.iterdir()
+               if p.name not in INGEST_ARTEFACTS and not p.name.endswith((".json.gz",
+                                                                         ".json.gz.part"))]
+    if foreign:
+        raise InputError(f"the scratch folder holds other files ({', '.join(sorted(foreign))})",
+                         path=out, fix="Give the crash demo a folder of its own")
+    shutil.rmtree(out)
+
+
+def _run_until(command: list[str], checkpoint: Path, poll: float, timeout: float) -> int:
+    """Start the command and SIGKILL its process group once `checkpoint` exists."""
+    with tempfile.TemporaryFile() as stderr:
+        # A session of its own, so the kill reaches the run and any worker it started.
+        proc = subprocess.Popen([sys.executable, "-m", "helpers", *command],
+                                stdout=subprocess.DEVNULL, stderr=stderr,
+                                start_new_session=True)
+        deadline = time.monotonic() + timeout
+        try:
+            while not checkpoint.exists():
+                if proc.poll() is not None:
+                    stderr.seek(0)
+                    raise HelpersError(
+                        f"the run ended (exit {proc.returncode}) before its first checkpoint: "
+                        f"{stderr.read().decode(errors='replace').strip() or 'no message'}",
+                        fix="Use a larger dataset or a smaller --checkpoint-rows")
+                if time.monotonic() > deadline:
+                    raise HelpersError(f"no checkpoint after {timeout:.0f} s",
+                                       fix="Check that the raw folder holds the dataset")
+                time.sleep(poll)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode
+
+
+def _run_to_end(command: list[str]) -> None:
+    done = subprocess.run([sys.executable, "-m", "helpers", *command], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        raise HelpersError(f"the resumed run failed (exit {done.returncode}): "
+                           f"{done.stderr.strip()}", fix="Read its message above")
+
+
+def describe_checkpoint(saved: state.Checkpoint) -> dict[str, Any]:
+    """What a checkpoint vouches for, in words a table can show."""
+    names = [name for name, _, _ in saved.inputs]
+    reading = names[saved.file_index] if saved.file_index < len(names) else "(all files done)"
+    # A checkpoint inside a file also holds that file's counts so far: only those before it
+    # are finished.
+    done = saved.stats.get("files", [])[:saved.file_index]
+    return {"files finished": ", ".join(f["name"] for f in done) or "none",
+            "file being read": reading, "records of it already written": saved.record,
+            "rows written so far": saved.stats.get("rows_written", 0),
+            "output bytes vouched for": saved.part_bytes,
+            "rejects bytes vouched for": saved.rejects_bytes,
+            "fingerprint bytes vouched for": saved.fingerprint_bytes,
+            "duplicates counted so far": saved.duplicates, "finished": saved.done}
+
+
+def list_leftovers(out: Path, dataset: str) -> list[dict[str, str]]:
+    """Every file the run left in `out` (its log folder aside), with what it is."""
+    meaning = {
+        f"{dataset}.json.gz.part": "the output so far, gzip members; cut back to the "
+                                   "checkpoint's size on resume",
+        f"{dataset}.json.gz": "the finished output (a killed run must not have one)",
+        f"_rejects/{dataset}.jsonl.gz.part": "the rejects so far, cut back likewise",
+        f"_state/{dataset}.json": "the checkpoint: file, record and byte sizes vouched for",
+        f"_state/{dataset}.fp": "fingerprints of the rows seen, for counting duplicates",
+        f"_state/{dataset}.tmp": "a checkpoint being written (the old one stays valid)",
+        ".ingest.lock": "the lock file; the OS let go of its lock when the process died",
+    }
+    found = []
+    for path in sorted(out.rglob("*")):
+        rel = path.relative_to(out).as_posix()
+        if path.is_file() and not rel.startswith("_logs/"):
+            found.append({"file": rel, "what it is": meaning.get(rel, "")})
+    return found
+
+
+def read_manifest(out: Path) -> dict[str, Any]:
+    return orjson.loads((Path(out) / "_manifest.json").read_bytes())
+
+
+def compare_runs(clean_out: str | Path, other_out: str | Path, dataset: str) -> pd.DataFrame:
+    """One dataset's counts and file hashes in two output folders, side by side."""
+    runs = {"clean run": Path(clean_out), "killed, then resumed": Path(other_out)}
+    values = {}
+    for label, out in runs.items():
+        entry = read_manifest(out)[dataset]
+        values[label] = {
+            "rows read": entry["rows_read"], "rows written": entry["rows_written"],
+            "rejected": entry["rows_rejected"], "duplicates": entry["duplicates"],
+            "output bytes": entry["bytes"],
+            "output sha256": file_sha256(out / f"{dataset}.json.gz"),
+            "rejects sha256": file_sha256(out / "_rejects" / f"{dataset}.jsonl.gz"),
+        }
+    frame = pd.DataFrame(values)
+    frame["equal"] = frame["clean run"] == frame["killed, then resumed"]
+    for label in runs:
+        frame[label] = [_short(v) for v in frame[label]]
+    return frame
+
+
+def _short(value: Any) -> Any:
+    if isinstance(value, str) and len(value) == 64:
+        return value[:HASH_SHOWN] + "…"
+    return value
