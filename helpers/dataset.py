@@ -18,7 +18,7 @@ from helpers import state
 from helpers.dedupe import Fingerprints
 from helpers.errors import HelpersError
 from helpers.normalize import Normalizer, Reject
-from helpers.readers import read_chunks
+from helpers.readers import READ_ERRORS, DamagedInput, read_chunks
 from helpers.schema import Column, Schema, schema_for
 from helpers.sniff import DATA_KINDS, Format, sniff
 from helpers.writer import MemberWriter
@@ -122,13 +122,13 @@ class _Run:
         self._open(saved)
 
     def _open(self, saved: state.Checkpoint | None) -> None:
-        why = "no checkpoint" if saved is None else state.why_not_resumable(
-            saved, self.ckpt.inputs, self.ckpt.options)
-        if why is None and not (saved.done or self.paths.part.exists()):
-            why = "the checkpoint's output file is gone"
+        why = "no checkpoint" if saved is None else self._why_not_resume(saved)
         if why is not None:
             if saved is not None:
                 self.events.append(f"starting over: {why}")
+            # The old checkpoint goes first: were this run killed before its own first
+            # checkpoint, a later run must not apply the old one to the new, shorter files.
+            self.paths.checkpoint.unlink(missing_ok=True)
             self.paths.fingerprints.unlink(missing_ok=True)
             self.paths.fingerprints.touch()
             self.out = MemberWriter(self.paths.part, self.options.level)
@@ -138,13 +138,26 @@ class _Run:
         self.schema = Schema(self.paths.name, [Column(*c) for c in saved.columns],
                              self.declared)
         self.events.append(f"resuming at file {saved.file_index}, record {saved.record}")
-        if saved.done:
-            return
         self.fingerprints.restore(self.paths.fingerprints, saved.fingerprint_bytes,
                                   saved.duplicates, saved.exact)
+        if saved.done:
+            return
         self.out = MemberWriter(self.paths.part, self.options.level, saved.part_bytes)
         self.rejects = MemberWriter(self.paths.rejects_part, self.options.level,
                                     saved.rejects_bytes)
+
+    def _why_not_resume(self, saved: state.Checkpoint) -> str | None:
+        why = state.why_not_resumable(saved, self.ckpt.inputs, self.ckpt.options)
+        if why is not None:
+            return why
+        durable = [(self.paths.fingerprints, saved.fingerprint_bytes)]
+        if not saved.done:
+            durable += [(self.paths.part, saved.part_bytes),
+                        (self.paths.rejects_part, saved.rejects_bytes)]
+        for path, size in durable:
+            if not path.exists() or path.stat().st_size < size:
+                return f"{path.name} is shorter than the checkpoint says"
+        return None
 
     def process(self, progress: Any) -> None:
         if self.ckpt.done:
@@ -167,7 +180,7 @@ class _Run:
         normalizer = Normalizer(self.schema, fmt, path.name)
         chunks = read_chunks(path, fmt, self.options.chunk_rows, skip=self.ckpt.record)
         record = self.ckpt.record
-        for n, chunk in enumerate(_until_damaged(chunks, path, record, self), start=1):
+        for n, chunk in enumerate(_until_damaged(chunks, path, self), start=1):
             result = normalizer.chunk(chunk)
             self._write(result.lines, result.rejects)
             counts["rows"] += len(result.lines)
@@ -235,24 +248,18 @@ class _Run:
         return entry
 
 
-def _until_damaged(chunks: Iterable, path: Path, record: int, run: _Run):
+def _until_damaged(chunks: Iterable, path: Path, run: _Run):
     """The file's chunks; a damaged file (a cut gzip stream, bytes that are not text) loses its
-    tail, not the run: the rows before the damage are kept and the damage is a reject."""
-    iterator = iter(chunks)
-    while True:
-        try:
-            chunk = next(iterator)
-        except StopIteration:
-            return
-        except (OSError, EOFError, ValueError) as exc:
-            reason = (f"the file could not be read past record {record}: {exc}; "
-                      "the records before it were kept")
-            run._write([], [Reject(path.name, 0, reason, "")])
-            run.damaged[path.name] = 1
-            run.events.append(f"{path.name}: {reason}")
-            return
-        record += len(chunk.records)
-        yield chunk
+    tail, not the run: every record read before the damage is kept, the damage is a reject."""
+    try:
+        yield from chunks
+    except (DamagedInput, *READ_ERRORS) as exc:
+        line = exc.line if isinstance(exc, DamagedInput) else 0
+        reason = (f"the file could not be read past line {line}: {exc}; "
+                  "the records before it were kept")
+        run._write([], [Reject(path.name, line, reason, "")])
+        run.damaged[path.name] = 1
+        run.events.append(f"{path.name}: {reason}")
 
 
 def _describe(fmt: Format) -> dict[str, Any]:

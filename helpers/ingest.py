@@ -7,14 +7,16 @@ dataset's output depends only on its own files. A lock file keeps two runs off t
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import logging
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from helpers.errors import InputError
 
 log = logging.getLogger("helpers.ingest")
 _progress_counter: Any = None  # a shared counter in worker processes
+PR_SET_PDEATHSIG = 1
 
 
 def ingest(
@@ -56,6 +59,8 @@ def ingest(
                 for event in entry["events"]:
                     log.info("%s: %s", name, event)
             _write_manifest(out, manifest)
+            with suppress(OSError):
+                (out / "_state").rmdir()  # empty once every dataset has finished
             log.info("done in %.1f s", time.perf_counter() - started)
             return manifest
     finally:
@@ -106,6 +111,22 @@ def _run_parallel(folders, out, options, fresh, jobs, bar) -> dict[str, Any]:
 def _init_worker(counter: Any) -> None:
     global _progress_counter
     _progress_counter = counter
+    _die_with_parent()
+
+
+def _die_with_parent() -> None:
+    """Have the kernel kill this worker when the main process dies, even by SIGKILL.
+
+    Otherwise a killed run leaves its workers writing to the output while the lock is free,
+    and the next run collides with them. Linux only (prctl); elsewhere a no-op.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def _count(records: int) -> None:

@@ -16,9 +16,10 @@ from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
-from isal import igzip
+from isal import isal_zlib
 
 from helpers.sniff import Format
+from helpers.writer import GZIP_WBITS
 
 # csv refuses fields over 128 KiB by default; a long free-text value is still a value.
 csv.field_size_limit(64 * 1024 * 1024)
@@ -37,6 +38,27 @@ codecs.register_error(FALLBACK_ERRORS, _decode_as_cp1252)
 MAX_JSON_ITEM_CHARS = 64 * 1024 * 1024
 
 
+class DamagedInput(Exception):
+    """Reading stopped part-way (a cut gzip stream, say); `line` is where it stopped."""
+
+    def __init__(self, reason: str, line: int) -> None:
+        super().__init__(reason)
+        self.reason, self.line = reason, line
+
+
+READ_ERRORS = (OSError, EOFError, ValueError)
+
+
+def _take(iterator: Any, count: int) -> tuple[list[Any], Exception | None]:
+    """Up to `count` items; on a read error, the items read before it and the error."""
+    batch: list[Any] = []
+    try:
+        batch.extend(islice(iterator, count))  # extend keeps what came before an error
+    except READ_ERRORS as exc:
+        return batch, exc
+    return batch, None
+
+
 @dataclass
 class Chunk:
     """Records in file order: csv rows (list[str]), JSON Lines (bytes) or array items."""
@@ -48,9 +70,62 @@ class Chunk:
 
 
 def open_binary(path: Path, fmt: Format) -> IO[bytes]:
-    # isal's gzip reader is several times faster than the standard library's and reads
-    # multi-member files the same way.
-    return igzip.open(path, "rb") if fmt.compression == "gzip" else open(path, "rb")
+    if fmt.compression == "gzip":
+        return io.BufferedReader(GzipStream(path), buffer_size=1 << 16)
+    return open(path, "rb")
+
+
+class GzipStream(io.RawIOBase):
+    """Decompress a gzip file, member after member, with isal (several times zlib's speed).
+
+    Unlike gzip.open, a file cut short hands over every byte it could decompress before it
+    raises EOFError, so the records before the damage are kept rather than a block of them lost.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._file = open(path, "rb")
+        self._inflate = isal_zlib.decompressobj(GZIP_WBITS)
+        self._pending = b""
+        self._error: Exception | None = None
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            if self._error is not None:
+                raise self._error
+            if self._done:
+                return 0
+            self._pending = self._inflate_more()
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+    def _inflate_more(self) -> bytes:
+        data = self._file.read(1 << 16)
+        if not data:
+            if self._inflate.eof or not self._started:
+                self._done = True
+            else:
+                self._error = EOFError("the gzip stream ends before its end-of-stream marker")
+            return b""
+        out = self._inflate.decompress(data)
+        while self._inflate.eof and self._inflate.unused_data:  # the next member begins
+            rest = self._inflate.unused_data
+            self._inflate = isal_zlib.decompressobj(GZIP_WBITS)
+            out += self._inflate.decompress(rest)
+        return out
+
+    @property
+    def _started(self) -> bool:
+        return self._file.tell() > 0
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
 
 
 def open_text(path: Path, fmt: Format) -> IO[str]:
@@ -72,11 +147,14 @@ def read_csv(path: Path, fmt: Format, chunk_rows: int, skip: int = 0) -> Iterato
         record = _skip(reader, skip)
         while True:
             first_line = reader.line_num + 1
-            rows = list(islice(reader, chunk_rows))
-            if not rows:
+            rows, error = _take(reader, chunk_rows)
+            if rows:
+                yield Chunk(rows, record, first_line)
+                record += len(rows)
+            if error is not None:
+                raise DamagedInput(str(error), reader.line_num + 1)
+            if len(rows) < chunk_rows:
                 return
-            yield Chunk(rows, record, first_line)
-            record += len(rows)
 
 
 def csv_row_lines(chunk: Chunk) -> list[int]:
@@ -92,28 +170,36 @@ def read_jsonl(path: Path, fmt: Format, chunk_rows: int, skip: int = 0) -> Itera
     with open_binary(path, fmt) as f:
         record = _skip(f, skip)
         while True:
-            lines = list(islice(f, chunk_rows))
-            if not lines:
+            lines, error = _take(f, chunk_rows)
+            if lines:
+                if record == 0 and lines[0].startswith(b"\xef\xbb\xbf"):
+                    lines[0] = lines[0][3:]
+                if fmt.encoding == "cp1252":
+                    lines = [line.decode("cp1252", errors="replace") for line in lines]
+                yield Chunk(lines, record, record + 1)
+                record += len(lines)
+            if error is not None:
+                raise DamagedInput(str(error), record + 1)
+            if len(lines) < chunk_rows:
                 return
-            if record == 0 and lines[0].startswith(b"\xef\xbb\xbf"):
-                lines[0] = lines[0][3:]
-            if fmt.encoding == "cp1252":
-                lines = [line.decode("cp1252", errors="replace") for line in lines]
-            yield Chunk(lines, record, record + 1)
-            record += len(lines)
 
 
 def read_json_array(path: Path, fmt: Format, chunk_rows: int, skip: int = 0) -> Iterator[Chunk]:
     with open_text(path, fmt) as f:
         items = _array_items(f)
         record = _skip(items, skip)
+        last_line = 1
         while True:
-            batch = list(islice(items, chunk_rows))
-            if not batch:
+            batch, error = _take(items, chunk_rows)
+            if batch:
+                lines = [line for line, _ in batch]
+                yield Chunk([item for _, item in batch], record, lines[0], lines)
+                record += len(batch)
+                last_line = lines[-1]
+            if error is not None:
+                raise DamagedInput(str(error), last_line)
+            if len(batch) < chunk_rows:
                 return
-            lines = [line for line, _ in batch]
-            yield Chunk([item for _, item in batch], record, lines[0], lines)
-            record += len(batch)
 
 
 class ArrayError:
