@@ -23,9 +23,8 @@ import orjson
 import pandas as pd
 
 from helpers import state
-from helpers.dataset import Options
+from helpers.dataset import Options, file_sha256
 from helpers.errors import HelpersError, InputError
-from helpers.processing_report import file_sha256
 
 # What an ingestion writes in its output folder; a scratch folder holding anything else is not
 # ours to empty.

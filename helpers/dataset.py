@@ -240,7 +240,7 @@ class _Run:
             "columns": [c.name for c in self.schema.columns],
             "drifted_columns": self.schema.drift,
             "bytes": paths.final.stat().st_size,
-            "sha256": _sha256(paths.final),
+            "sha256": file_sha256(paths.final),
             "events": self.events,
         }
         paths.checkpoint.unlink(missing_ok=True)
@@ -267,7 +267,7 @@ def _describe(fmt: Format) -> dict[str, Any]:
             "compression": fmt.compression}
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -6,7 +6,6 @@ the generator's `MANIFEST.json` (its ground truth), each table also says whether
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable
@@ -20,7 +19,7 @@ import pandas as pd
 from isal import igzip
 from xxhash import xxh3_64_intdigest
 
-from helpers.dataset import list_files
+from helpers.dataset import file_sha256, list_files
 from helpers.datasets import DATASETS
 from helpers.errors import InputError
 from helpers.ingest import dataset_folders
@@ -265,14 +264,6 @@ def first_lines(path: str | Path, n: int = 1) -> list[str]:
     """The first `n` lines of a processed file, as text without their line ending."""
     with igzip.open(Path(path), "rb") as f:
         return [line.decode("utf-8").rstrip("\n") for _, line in zip(range(n), f)]
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # --- rejects -------------------------------------------------------------------------------
