@@ -19,6 +19,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --editable '.[dev]'
 	touch $@
 
+# The spark extra (pyspark, about 300 MB) stays out of the default install; `make test` needs it.
+$(VENV)/.spark-stamp: $(STAMP)
+	$(PY) -m pip install -q --editable '.[spark]'
+	touch $@
+
 setup: $(STAMP) db ## Create .venv, install the project with its dev extras, build the database
 
 db: $(STAMP) ## Build db/sqlite/chinook.db (a no-op when it is already valid)
@@ -40,7 +45,7 @@ run: setup data process load notebooks ## Everything: setup, database, raw data,
 
 # The notebooks run under papermill before nbval: papermill fails on any error, while nbval alone
 # passes a notebook whose magic only printed its error (nbval issue #147).
-test: setup ## Set up, then run lint, the whole test suite and the notebooks (papermill, nbval)
+test: setup $(VENV)/.spark-stamp ## Set up, then run lint, the whole test suite and the notebooks (papermill, nbval)
 	$(BIN)/ruff check helpers tests
 	$(BIN)/pytest
 	$(PY) -m helpers run-notebooks --reports reports/test-run --no-html

@@ -69,6 +69,11 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fresh", action="store_true", help="ignore checkpoints and start over")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--log-dir", default="logs", help="folder for the run's log file")
+    p.add_argument("--engine", choices=["local", "spark"], default="local",
+                   help="local processes (default), or Apache Spark (needs the spark extra)")
+    p.add_argument("--master", default=None,
+                   help="Spark master for --engine spark (default local[2]; under spark-submit, "
+                        "its own --master)")
 
 
 @command("ingest", "Combine each raw_data/ subfolder into one NDJSON .json.gz, in one pass.",
@@ -81,6 +86,13 @@ def _ingest(args: argparse.Namespace) -> int:
     options = Options(chunk_rows=args.chunk_rows, checkpoint_rows=args.checkpoint_rows,
                       level=args.level, dedupe=args.dedupe,
                       dedupe_budget_mb=args.dedupe_budget_mb)
+    if args.engine == "spark":
+        from helpers.spark_engine import ingest_spark
+
+        manifest = ingest_spark(args.raw, args.out, datasets=args.dataset, options=options,
+                                master=args.master)
+        print(summary_table(manifest))
+        return 0
     manifest = ingest(args.raw, args.out, datasets=args.dataset, options=options,
                       jobs=args.jobs, fresh=args.fresh, progress=not args.no_progress,
                       log_dir=args.log_dir)
