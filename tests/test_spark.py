@@ -1,0 +1,247 @@
+"""The Spark engine writes what the local engine writes: same lines, rejects and counts.
+
+One local-mode SparkSession serves the module. Both engines read the same generated messy data
+(every format, faults included) and a small hand-made folder for what the generator never makes:
+new JSON keys half-way through, and a gzip file cut short.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+
+from helpers.cli import main
+from helpers.dataset import Options
+from helpers.datasets import DATASETS
+from helpers.errors import HelpersError
+from helpers.ingest import ingest
+from helpers.rawgen import make_raw
+from helpers.spark_engine import check_java, ingest_spark, java_major, spark_session
+
+if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
+    pytest.skip("the Spark engine needs Java 17 or newer, and no java was found on PATH or in "
+                "JAVA_HOME: install openjdk-17-jre-headless to run these tests",
+                allow_module_level=True)
+
+# pyspark warns about pandas 3 on every mapInArrow, which never touches pandas.
+pytestmark = pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas")
+
+# Manifest keys whose values both engines must agree on.
+SHARED_KEYS = ("rows_read", "rows_written", "rows_rejected", "rows_dropped", "duplicates",
+               "distinct_rows", "blank_lines", "columns", "drifted_columns", "files", "skipped")
+
+
+@pytest.fixture(scope="module")
+def spark():
+    session = spark_session("local[2]")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def messy_raw(chinook_db, tmp_path_factory) -> Path:
+    raw = tmp_path_factory.mktemp("messy") / "raw"
+    make_raw(chinook_db, raw, scale=2, faults=True)
+    return raw
+
+
+@pytest.fixture(scope="module")
+def local_run(messy_raw, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("local")
+    return out, ingest(messy_raw, out, progress=False, log_dir=None, jobs=1)
+
+
+@pytest.fixture(scope="module")
+def spark_run(spark, messy_raw, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("spark")
+    return out, ingest_spark(messy_raw, out, spark=spark)
+
+
+def _write_jsonl(path: Path, records: list[dict]) -> None:
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+
+
+@pytest.fixture(scope="module")
+def drift_and_damage_raw(tmp_path_factory) -> Path:
+    """A dataset without a declared schema whose JSON files add keys after their first record
+    (keys of a first record are known up front, like a CSV header), and a gzip file whose end
+    is missing."""
+    raw = tmp_path_factory.mktemp("edge") / "raw"
+    events = raw / "events"
+    events.mkdir(parents=True)
+    (events / "a_header.csv").write_text("id,name\n1,x\n2,y\n")
+    _write_jsonl(events / "b_new_key.jsonl", [
+        {"id": 3, "name": "z"}, {"id": 4, "name": "w"}, {"id": 5, "name": "q", "colour": "red"}])
+    (events / "c_after.json").write_text('[\n  {"id": 6, "Name": "v"}\n]\n')
+    _write_jsonl(events / "d_more_keys.jsonl", [
+        {"id": 7}, {"id": 8, "shape": "round", "colour": "blue"}])
+    (events / "e_late_header.csv").write_text("id,name,size\n9,u,3\n")
+    (events / "f_empty.csv").write_bytes(b"")
+    (events / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    cut = raw / "cut"
+    cut.mkdir()
+    whole = gzip.compress(b"".join(orjson.dumps({"id": i, "name": f"name {i * 7919}"}) + b"\n"
+                                   for i in range(20_000)))
+    (cut / "cut_short.jsonl.gz").write_bytes(whole[: len(whole) * 4 // 5])
+    return raw
+
+
+# Two records per chunk, so that a key first met in a file's second chunk is missing from the
+# lines of its first chunk, as the local engine writes them.
+SMALL_CHUNKS = Options(chunk_rows=2)
+
+
+@pytest.fixture(scope="module")
+def edge_runs(spark, drift_and_damage_raw, tmp_path_factory) -> tuple[dict, dict, Path, Path]:
+    local_out, spark_out = tmp_path_factory.mktemp("edge_local"), tmp_path_factory.mktemp("edge")
+    local = ingest(drift_and_damage_raw, local_out, options=SMALL_CHUNKS, progress=False,
+                   log_dir=None, jobs=1)
+    done = ingest_spark(drift_and_damage_raw, spark_out, options=SMALL_CHUNKS, spark=spark)
+    return local, done, local_out, spark_out
+
+
+def parts(folder: Path) -> list[Path]:
+    return sorted(folder.glob("part-*"))
+
+
+def spark_lines(folder: Path) -> list[bytes]:
+    return [line for part in parts(folder) for line in gzip.decompress(part.read_bytes())
+            .splitlines()]
+
+
+def local_lines(path: Path) -> list[bytes]:
+    return gzip.decompress(path.read_bytes()).splitlines()
+
+
+# --- the generated messy data ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dataset", sorted(DATASETS))
+def test_spark_writes_the_same_lines_as_the_local_engine(dataset, local_run, spark_run):
+    local = local_lines(local_run[0] / f"{dataset}.json.gz")
+    assert local
+    assert Counter(spark_lines(spark_run[0] / dataset)) == Counter(local)
+
+
+@pytest.mark.parametrize("dataset", sorted(DATASETS))
+def test_spark_rejects_the_same_records_for_the_same_reasons(dataset, messy_raw, local_run,
+                                                             spark_run):
+    local = local_lines(local_run[0] / "_rejects" / f"{dataset}.jsonl.gz")
+    rejected = spark_lines(spark_run[0] / "_rejects" / dataset)
+    assert Counter(rejected) == Counter(local)
+    faults = orjson.loads((messy_raw / "MANIFEST.json").read_bytes())["datasets"][dataset]
+    assert sorted((r["file"], r["line"]) for r in map(orjson.loads, rejected)) == sorted(
+        (f["file"], f["line"]) for f in faults["faults"])
+
+
+@pytest.mark.parametrize("dataset", sorted(DATASETS))
+@pytest.mark.parametrize("key", SHARED_KEYS)
+def test_spark_manifest_counts_match_the_local_engine(dataset, key, local_run, spark_run):
+    assert spark_run[1][dataset][key] == local_run[1][dataset][key]
+
+
+@pytest.mark.parametrize("dataset", sorted(DATASETS))
+def test_spark_output_is_gzip_parts_with_a_success_marker(dataset, local_run, spark_run):
+    out, manifest = spark_run
+    for folder, suffix in ((out / dataset, ".json.gz"), (out / "_rejects" / dataset, ".jsonl.gz")):
+        assert (folder / "_SUCCESS").is_file()
+        assert parts(folder) and all(p.name.endswith(suffix) for p in parts(folder))
+        assert {p.name for p in folder.iterdir()} == {"_SUCCESS", *(p.name for p in parts(folder))}
+    assert not [p for p in out.iterdir() if p.name.endswith((".spark-tmp", ".spark-old"))]
+    # One part per input file, in file order: the parts end to end are the local engine's file.
+    joined = b"".join(p.read_bytes() for p in parts(out / dataset))
+    assert gzip.decompress(joined) == gzip.decompress(
+        (local_run[0] / f"{dataset}.json.gz").read_bytes())
+    entry = manifest[dataset]
+    assert entry["bytes"] == len(joined)
+    assert len(parts(out / dataset)) == len(entry["files"])
+    assert orjson.loads((out / "_manifest.json").read_bytes()) == manifest
+
+
+def test_drop_mode_writes_each_distinct_line_once(spark, messy_raw, local_run, tmp_path):
+    manifest = ingest_spark(messy_raw, tmp_path, datasets=["orders", "tracks"],
+                            options=Options(dedupe="drop"), spark=spark)
+    for dataset in ("orders", "tracks"):
+        local = local_run[1][dataset]
+        written = spark_lines(tmp_path / dataset)
+        assert Counter(written) == Counter(set(local_lines(local_run[0] / f"{dataset}.json.gz")))
+        assert manifest[dataset]["rows_written"] == local["distinct_rows"] == len(written)
+        assert manifest[dataset]["rows_dropped"] == local["duplicates"] > 0
+
+
+# --- what the generator never makes ---------------------------------------------------------
+
+
+def test_new_json_keys_give_the_same_lines_and_columns_as_the_local_engine(edge_runs):
+    local, done, local_out, spark_out = edge_runs
+    lines = spark_lines(spark_out / "events")
+    # The files read again are the last ones, so the parts keep the local engine's order.
+    assert lines == local_lines(local_out / "events.json.gz")
+    assert done["events"]["columns"] == local["events"]["columns"] == [
+        "id", "name", "size", "colour", "shape"]
+    assert {b'{"id":3,"name":"z","size":null}',  # before its file's second chunk met colour
+            b'{"id":6,"name":"v","size":null,"colour":null}'} <= set(lines)
+    assert any("again" in event for event in done["events"]["events"])
+
+
+@pytest.mark.parametrize("dataset", ["events", "cut"])
+def test_edge_cases_count_and_reject_as_the_local_engine(dataset, edge_runs):
+    local, done, local_out, spark_out = edge_runs
+    for key in SHARED_KEYS:
+        assert done[dataset][key] == local[dataset][key], key
+    assert Counter(spark_lines(spark_out / "_rejects" / dataset)) == Counter(
+        local_lines(local_out / "_rejects" / f"{dataset}.jsonl.gz"))
+
+
+def test_a_gzip_file_cut_short_keeps_its_first_rows_and_rejects_the_rest(edge_runs):
+    _, done, _, spark_out = edge_runs
+    (reject,) = map(orjson.loads, spark_lines(spark_out / "_rejects" / "cut"))
+    assert reject["file"] == "cut_short.jsonl.gz" and "could not be read" in reject["reason"]
+    assert 0 < done["cut"]["rows_written"] < 20_000
+
+
+# --- the command line and the Java check --------------------------------------------------
+
+
+def test_cli_engine_spark_prints_the_summary_table(spark, drift_and_damage_raw, tmp_path,
+                                                   capsys):
+    code = main(["ingest", "--engine", "spark", "--raw", str(drift_and_damage_raw),
+                 "--out", str(tmp_path), "--dataset", "events", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.splitlines()[0].split()[:3] == ["dataset", "files", "read"]
+    assert out.splitlines()[1].split()[:3] == ["events", "5", "9"]
+    assert orjson.loads((tmp_path / "_manifest.json").read_bytes())["events"]["engine"] == "spark"
+
+
+def test_missing_java_is_reported_with_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(HelpersError, match="needs Java 17 or newer, and no java was found"):
+        check_java()
+
+
+def test_an_old_java_is_refused_by_name(monkeypatch, tmp_path):
+    fake = tmp_path / "java"
+    fake.write_text('#!/bin/sh\necho \'java version "1.8.0_292"\' >&2\n')
+    fake.chmod(0o755)
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(HelpersError, match="needs Java 17 or newer, found 8 at"):
+        check_java()
+
+
+@pytest.mark.parametrize(("text", "major"), [
+    ('openjdk version "17.0.15" 2025-04-15', 17),
+    ('openjdk version "21" 2023-09-19', 21),
+    ('java version "1.8.0_292"', 8),
+    ("no version here", None),
+])
+def test_java_major_reads_the_version_line(text, major):
+    assert java_major(text) == major
