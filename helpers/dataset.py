@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from helpers import state
 from helpers.dedupe import Fingerprints
 from helpers.errors import HelpersError
 from helpers.normalize import Normalizer, Reject
-from helpers.readers import READ_ERRORS, DamagedInput, read_chunks
+from helpers.readers import READ_ERRORS, Chunk, DamagedInput, read_chunks
 from helpers.schema import Column, Schema, schema_for
 from helpers.sniff import DATA_KINDS, Format, sniff
 from helpers.writer import MemberWriter
@@ -108,7 +108,6 @@ class _Run:
                  fresh: bool) -> None:
         self.paths, self.data, self.options = paths, data, options
         self.events: list[str] = []
-        self.damaged: dict[str, int] = {}
         self.schema = schema_for(paths.name)
         self.declared = len(self.schema.columns)
         for _, fmt in data:  # columns known from headers up front, so every row has them all
@@ -176,11 +175,12 @@ class _Run:
         if self.ckpt.file_index == index and self.ckpt.record and stats["files"]:
             counts = stats["files"].pop()  # resuming inside this file
         else:
-            counts = {"name": path.name, **_describe(fmt), "rows": 0, "rejected": 0}
+            counts = {"name": path.name, **describe_format(fmt), "rows": 0, "rejected": 0}
         normalizer = Normalizer(self.schema, fmt, path.name)
         chunks = read_chunks(path, fmt, self.options.chunk_rows, skip=self.ckpt.record)
         record = self.ckpt.record
-        for n, chunk in enumerate(_until_damaged(chunks, path, self), start=1):
+        damage: list[Reject] = []
+        for n, chunk in enumerate(until_damaged(chunks, path, damage.append), start=1):
             result = normalizer.chunk(chunk)
             self._write(result.lines, result.rejects)
             counts["rows"] += len(result.lines)
@@ -193,7 +193,10 @@ class _Run:
                 stats["files"].append(counts)
                 self._checkpoint(index, record)
                 stats["files"].pop()
-        counts["rejected"] += self.damaged.pop(path.name, 0)
+        if damage:
+            self._write([], damage)
+            counts["rejected"] += len(damage)
+            self.events += [f"{path.name}: {r.reason}" for r in damage]
         stats["files"].append(counts)
 
     def _write(self, lines: list[bytes], rejects: list[Reject]) -> None:
@@ -248,21 +251,20 @@ class _Run:
         return entry
 
 
-def _until_damaged(chunks: Iterable, path: Path, run: _Run):
+def until_damaged(chunks: Iterable[Chunk], path: Path,
+                  on_damage: Callable[[Reject], None]) -> Iterator[Chunk]:
     """The file's chunks; a damaged file (a cut gzip stream, bytes that are not text) loses its
-    tail, not the run: every record read before the damage is kept, the damage is a reject."""
+    tail, not the run: every record read before the damage is kept, and the damage becomes one
+    reject handed to `on_damage`."""
     try:
         yield from chunks
     except (DamagedInput, *READ_ERRORS) as exc:
         line = exc.line if isinstance(exc, DamagedInput) else 0
-        reason = (f"the file could not be read past line {line}: {exc}; "
-                  "the records before it were kept")
-        run._write([], [Reject(path.name, line, reason, "")])
-        run.damaged[path.name] = 1
-        run.events.append(f"{path.name}: {reason}")
+        on_damage(Reject(path.name, line, f"the file could not be read past line {line}: "
+                                          f"{exc}; the records before it were kept", ""))
 
 
-def _describe(fmt: Format) -> dict[str, Any]:
+def describe_format(fmt: Format) -> dict[str, Any]:
     return {"format": fmt.kind, "delimiter": fmt.delimiter, "encoding": fmt.encoding,
             "compression": fmt.compression}
 

@@ -51,14 +51,14 @@ def ingest(
     out.mkdir(parents=True, exist_ok=True)
     handler = _log_to_file(Path(log_dir)) if log_dir else None
     try:
-        with _lock(out):
+        with output_lock(out):
             log.info("ingest %s -> %s, %s", raw, out, options)
             started = time.perf_counter()
             manifest = _run_all(folders, out, options, fresh, jobs, progress)
             for name, entry in manifest.items():
                 for event in entry["events"]:
                     log.info("%s: %s", name, event)
-            _write_manifest(out, manifest)
+            write_manifest(out, manifest)
             with suppress(OSError):
                 (out / "_state").rmdir()  # empty once every dataset has finished
             log.info("done in %.1f s", time.perf_counter() - started)
@@ -157,7 +157,7 @@ def _progress_bar(enabled: bool) -> Any:
 
 
 @contextmanager
-def _lock(out: Path) -> Iterator[None]:
+def output_lock(out: Path) -> Iterator[None]:
     """An exclusive lock on the output folder; the OS drops it if the process dies."""
     path = out / ".ingest.lock"
     with open(path, "a+") as f:
@@ -175,7 +175,7 @@ def _lock(out: Path) -> Iterator[None]:
         yield
 
 
-def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
+def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
     tmp = out / "_manifest.json.tmp"
     tmp.write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
     os.replace(tmp, out / "_manifest.json")

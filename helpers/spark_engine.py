@@ -44,9 +44,9 @@ from typing import Any
 
 import orjson
 
-from helpers.dataset import Options, _describe, _until_damaged, list_files
+from helpers.dataset import Options, describe_format, list_files, until_damaged
 from helpers.errors import HelpersError
-from helpers.ingest import _lock, _write_manifest, dataset_folders
+from helpers.ingest import dataset_folders, output_lock, write_manifest
 from helpers.normalize import Normalizer, Reject
 from helpers.readers import read_chunks
 from helpers.schema import Column, Schema, schema_for
@@ -81,11 +81,11 @@ def ingest_spark(
     owned = spark is None and _active_context() is None  # stop only a session we started
     session = spark or spark_session(master)
     try:
-        with _lock(out):
+        with output_lock(out):
             # One dataset after another: running two side by side (jobs from two threads)
             # was measured no faster in local mode, and doubles what is cached at once.
             manifest = {f.name: ingest_dataset_spark(session, f, out, options) for f in folders}
-            _write_manifest(out, manifest)
+            write_manifest(out, manifest)
             return manifest
     finally:
         if owned:
@@ -196,8 +196,8 @@ def ingest_dataset_spark(spark: Any, folder: Path, out: Path, options: Options) 
         "spark_master": spark.sparkContext.master,
         "output": str(out / folder.name),
         "rejects": str(out / "_rejects" / folder.name),
-        "files": [{"name": p.name, **_describe(f), "rows": c["rows"], "rejected": c["rejected"]}
-                  for (p, f), c in zip(data, counts)],
+        "files": [{"name": p.name, **describe_format(f), "rows": c["rows"],
+                   "rejected": c["rejected"]} for (p, f), c in zip(data, counts)],
         "rows_read": total + rejected,
         "rows_written": written,
         "rows_rejected": rejected,
@@ -277,37 +277,25 @@ def normalize_tasks(batches: Iterator[Any]) -> Iterator[Any]:
             yield from normalize_file(orjson.loads(task))
 
 
-class _FileSink:
-    """Stands in for the local engine's run where a damaged file reports its lost tail."""
-
-    def __init__(self) -> None:
-        self.rejects: list[Reject] = []
-        self.damaged: dict[str, int] = {}
-        self.events: list[str] = []
-
-    def _write(self, lines: list[bytes], rejects: list[Reject]) -> None:
-        self.rejects.extend(rejects)
-
-
 def normalize_file(task: dict) -> Iterator[Any]:
     """Read and normalize one file as the local engine does, chunk by chunk."""
     path, fmt = Path(task["path"]), Format(**task["format"])
     schema = Schema(task["dataset"], [Column(*c) for c in task["columns"]], task["declared"])
     start = len(schema.columns)
     normalizer = Normalizer(schema, fmt, path.name)
-    sink = _FileSink()
+    damage: list[Reject] = []
     counts = {"file": task["file"], "rows": 0, "rejected": 0, "blank": 0}
     chunks = read_chunks(path, fmt, task["chunk_rows"])
-    for chunk in _until_damaged(chunks, path, sink):
+    for chunk in until_damaged(chunks, path, damage.append):
         result = normalizer.chunk(chunk)
         counts["rows"] += len(result.lines)
         counts["rejected"] += len(result.rejects)
         counts["blank"] += result.blank
         yield _batch(task["file"], result.lines, [r.to_json() for r in result.rejects])
-    counts["rejected"] += sink.damaged.pop(path.name, 0)
+    counts["rejected"] += len(damage)
     counts["drift"] = schema.names[start:]
-    counts["events"] = sink.events
-    yield _batch(task["file"], [], [r.to_json() for r in sink.rejects], orjson.dumps(counts))
+    counts["events"] = [f"{path.name}: {r.reason}" for r in damage]
+    yield _batch(task["file"], [], [r.to_json() for r in damage], orjson.dumps(counts))
 
 
 def _batch(file: int, lines: list[bytes], rejects: list[bytes], counts: bytes | None = None):
