@@ -19,9 +19,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --editable '.[dev]'
 	touch $@
 
-# The spark extra (pyspark, about 300 MB) stays out of the default install; `make test` needs it.
-$(VENV)/.spark-stamp: $(STAMP)
-	$(PY) -m pip install -q --editable '.[spark]'
+# The spark and bench extras (pyspark, about 300 MB; DuckDB, Polars) stay out of the default
+# install; `make test` installs them so that the Spark engine and every benchmark peer are tested.
+$(VENV)/.test-extras-stamp: $(STAMP)
+	$(PY) -m pip install -q --editable '.[spark,bench]'
 	touch $@
 
 setup: $(STAMP) db ## Create .venv, install the project with its dev extras, build the database
@@ -45,14 +46,14 @@ run: setup data process load notebooks ## Everything: setup, database, raw data,
 
 # The notebooks run under papermill before nbval: papermill fails on any error, while nbval alone
 # passes a notebook whose magic only printed its error (nbval issue #147).
-test: setup $(VENV)/.spark-stamp ## Set up, then run lint, the whole test suite and the notebooks (papermill, nbval)
-	$(BIN)/ruff check helpers tests
+test: setup $(VENV)/.test-extras-stamp ## Set up, then run lint, the whole test suite and the notebooks (papermill, nbval)
+	$(BIN)/ruff check helpers tests benchmarks
 	$(BIN)/pytest
 	$(PY) -m helpers run-notebooks --reports reports/test-run --no-html
 	$(BIN)/pytest --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks/
 
 lint: $(STAMP) ## ruff over the package and the tests
-	$(BIN)/ruff check helpers tests
+	$(BIN)/ruff check helpers tests benchmarks
 
 bench: setup ## Benchmark ingestion against naive, DuckDB, Polars (SCALE=500; SCALE=500,2000)
 	$(PY) -m pip install -q --editable '.[bench]'

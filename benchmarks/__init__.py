@@ -1,0 +1,1 @@
+"""Benchmarks of our ingestion against its peers (see benchmarks/README.md)."""
