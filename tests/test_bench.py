@@ -173,7 +173,9 @@ def test_measured_memory_covers_the_whole_process_tree():
     assert m.max_processes == 2
     assert m.peak_largest_mib >= 64
     assert m.peak_tree_mib >= 128  # both processes' 64 MiB, summed
-    assert m.peak_tree_mib > m.peak_largest_mib
+    # At the sampled peak the tree's sum exceeds each of its processes. (peak_largest_mib comes
+    # from the kernel's high-water marks, not from that sample, so it is no bound on the sum.)
+    assert m.peak_tree_mib > max(p["rss_mib"] for p in m.at_peak)
 
 
 def test_profile_summary_reads_subprocess_stacks():

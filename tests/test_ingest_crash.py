@@ -262,7 +262,7 @@ EXACT_MOMENTS = [
                  id="in-the-middle-of-a-gzip-member"),
     pytest.param("helpers.dataset:_Run.finish", 1, [], False,
                  id="after-the-last-checkpoint-before-the-outputs-are-renamed"),
-    pytest.param("helpers.dataset:_sha256", 1, [], False,
+    pytest.param("helpers.dataset:file_sha256", 1, [], False,
                  id="after-the-outputs-are-renamed-before-the-checkpoint-is-removed"),
 ]
 
