@@ -361,6 +361,11 @@ def and_join(names: Sequence[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
+def winners(frame: pd.DataFrame, column: str) -> str:
+    """The first-ranked values of `column`, joined for a sentence: every winner of a tie."""
+    return and_join([str(v) for v in leaders(frame)[column]])
+
+
 # --- charts -------------------------------------------------------------------------------
 
 

@@ -396,3 +396,11 @@ def test_barh_chart_highlights_the_chosen_bars_and_draws_the_threshold():
     assert colors[0] == colors[2] == ACCENT and colors[1] != ACCENT
     assert [line.get_xdata()[0] for line in ax.lines] == [1.5]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b", "c"]
+
+
+def test_the_answer_text_names_every_tied_leader():
+    from helpers import wrangling
+
+    frame = pd.DataFrame({"rank": [1, 1, 3], "album": ["A", "B", "C"]})
+    assert wrangling.winners(frame, "album") == "A and B"
+    assert wrangling.winners(frame.iloc[1:], "album") == "B"
