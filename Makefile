@@ -56,7 +56,7 @@ lint: $(STAMP) ## ruff over the package and the tests
 	$(BIN)/ruff check helpers tests benchmarks
 
 bench: setup ## Benchmark ingestion against naive, DuckDB, Polars (SCALE=500; SCALE=500,2000)
-	$(PY) -m pip install -q --editable '.[bench]'
+	$(PY) -m pip install -q --editable '.[bench,spark]'
 	$(PY) -m benchmarks.bench --scales $(SCALE)
 
 lab: setup ## Open JupyterLab on the project's environment

@@ -1,10 +1,11 @@
 """`python -m benchmarks.bench`: ours against its peers on the same raw files, alternating.
 
 For each scale: generate (or reuse) raw data without faults under benchmarks/work/, then run every
-peer `--reps` times in the order a, b, c, d, d2, e, a, b, ..., each in its own process, measured
-by `measure.run_measured`, its output counted against MANIFEST.json by `checks`. Then time `load`
-on ours' output, profile ours if a target is missed, and write the results JSON, latest.md and
-latest.png. See benchmarks/README.md for the method.
+peer `--reps` times in the order a, b, c, d, d2, e, f, a, b, ..., each in its own process, measured
+by `measure.run_measured`, its output counted against MANIFEST.json by `checks`; then each peer
+once on the scale-1 files, for its fixed cost. Then time `load` on ours' output, profile ours if a
+target is missed, optionally time `make run` in a fresh clone (`--end-to-end`), and write the
+results JSON, latest.md and latest.png. See benchmarks/README.md for the method.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
-from benchmarks import checks, profile, report
+from benchmarks import checks, e2e, profile, report
 from benchmarks.common import canonical_columns
 from benchmarks.measure import run_measured
 
@@ -39,9 +40,16 @@ class Peer:
     name: str
     argv: Callable[[Path, Path], list[str]]
     needs: tuple[str, ...] = ()  # modules it imports: a peer whose modules are missing is skipped
+    extra: str = "bench"  # the extra that installs them
+    check: Callable[[], str | None] | None = None  # anything else it needs: why not, or None
+    ours: bool = False  # writes _manifest.json, whose rows_written are checked too
 
-    def missing(self) -> list[str]:
-        return [m for m in self.needs if importlib.util.find_spec(m) is None]
+    def skip_reason(self) -> str | None:
+        """Why this peer cannot run here, or None when it can."""
+        missing = [m for m in self.needs if importlib.util.find_spec(m) is None]
+        if missing:
+            return f"{', '.join(missing)} not installed (pip install -e '.[{self.extra}]')"
+        return self.check() if self.check else None
 
 
 def _ours(*extra: str) -> Callable[[Path, Path], list[str]]:
@@ -53,13 +61,27 @@ def _peer(module: str, *extra: str) -> Callable[[Path, Path], list[str]]:
     return lambda raw, out: [PY, "-m", f"benchmarks.peers.{module}", *extra, str(raw), str(out)]
 
 
+def java_missing() -> str | None:
+    """The Spark engine's own Java check, as a reason to skip, or None when Java will do."""
+    from helpers.errors import HelpersError
+    from helpers.spark_engine import check_java
+
+    try:
+        check_java()
+    except HelpersError as e:
+        return e.message
+    return None
+
+
 PEERS: dict[str, Peer] = {p.key: p for p in (
-    Peer("a", "ours", _ours()),
-    Peer("b", "ours --dedupe off", _ours("--dedupe", "off")),
+    Peer("a", "ours", _ours(), ours=True),
+    Peer("b", "ours --dedupe off", _ours("--dedupe", "off"), ours=True),
     Peer("c", "naive", _peer("naive"), ("pandas",)),
     Peer("d", "DuckDB", _peer("duckdb_peer"), ("duckdb",)),
     Peer("d2", "DuckDB + isal", _peer("duckdb_peer", "--isal"), ("duckdb",)),
     Peer("e", "Polars + isal", _peer("polars_peer"), ("polars",)),
+    Peer("f", "ours --engine spark (local[2])", _ours("--engine", "spark", "--master", "local[2]"),
+         ("pyspark", "pyarrow"), "spark", java_missing, ours=True),
 )}
 
 
@@ -78,11 +100,10 @@ def run_peer(peer: Peer, raw: Path, out: Path, columns: dict[str, list[str]],
     measured = run_measured(peer.argv(raw, out), cwd=ROOT, timeout=timeout)
     rows, samples = checks.scan_outputs(out, columns)
     problems = checks.check_rows(expected, rows)
-    if peer.key in ("a", "b"):
+    if peer.ours:
         problems += ours_manifest_problems(out, expected)
-    size = sum(p.stat().st_size for p in out.glob("*.json.gz")) if out.is_dir() else 0
     return {"peer": peer.key, **measured.to_dict(), "rows": rows, "row_problems": problems,
-            "sample_problems": samples, "output_bytes": size}
+            "sample_problems": samples, "output_bytes": checks.output_bytes(out, list(columns))}
 
 
 def ours_manifest_problems(out: Path, expected: dict[str, int]) -> list[str]:
@@ -102,30 +123,51 @@ def run_scale(scale: int, peers: list[Peer], reps: int, work: Path, db: Path,
     total = sum(expected.values())
     raw_bytes = sum(f["bytes"] for d in manifest["datasets"].values() for f in d["files"])
     timeout = 600 + 2 * scale
-    runs: dict[str, list[dict]] = {p.key: [] for p in peers}
-    runnable = [p for p in peers if not p.missing()]
+    skipped = {p.key: p.skip_reason() for p in peers}
+    runnable = [p for p in peers if not skipped[p.key]]
+    runs: dict[str, list[dict]] = {p.key: [] for p in runnable}
     modules = ingest_modules()
     for rep in range(reps):
         for peer in runnable:
-            code = code_digest(modules)
-            result = run_peer(peer, raw, work / f"out-{peer.key}", columns, expected, timeout)
+            result = run_peer_recorded(peer, raw, work, columns, expected, timeout, modules)
             result["scale"], result["rep"] = scale, rep + 1
-            changed = code != code_digest(modules)
-            result["code"] = f"{code} (changed during run)" if changed else code
             runs[peer.key].append(result)
             say(f"scale {scale} rep {rep + 1} ({peer.key}) {peer.name}: "
                 f"{result['wall_s']:.1f} s, {result['peak_tree_mib']:.0f} MiB tree, "
                 f"rows {'ok' if not result['row_problems'] else result['row_problems']}")
-    summary = {}
-    for peer in peers:
-        if peer.missing():
-            summary[peer.key] = {"skipped": f"{', '.join(peer.missing())} not installed "
-                                            "(pip install -e '.[bench]')"}
-        else:
-            summary[peer.key] = report.summarize_peer(runs[peer.key], total)
+    summary = {p.key: {"skipped": skipped[p.key]} if skipped[p.key]
+               else report.summarize_peer(runs[p.key], total) for p in peers}
     return {"raw": str(raw), "raw_mb": raw_bytes / 1e6, "expected_rows": expected,
             "total_rows": total, "runs": [r for rs in runs.values() for r in rs],
-            "summary": summary, "ratios": report.ratios(summary)}
+            "summary": summary, "ratios": report.ratios(summary),
+            "fixed_cost": fixed_costs(runnable, work, db, say) if scale > 1 else {}}
+
+
+def run_peer_recorded(peer: Peer, raw: Path, work: Path, columns: dict[str, list[str]],
+                      expected: dict[str, int], timeout: float, modules: list[Path]) -> dict:
+    """`run_peer`, with the digest of the ingestion code it ran (edited meanwhile, or not)."""
+    code = code_digest(modules)
+    result = run_peer(peer, raw, work / f"out-{peer.key}", columns, expected, timeout)
+    changed = code != code_digest(modules)
+    result["code"] = f"{code} (changed during run)" if changed else code
+    return result
+
+
+def fixed_costs(peers: list[Peer], work: Path, db: Path, say: Callable[[str], None]) -> dict:
+    """Each peer once on the scale-1 files (1/500 of the seed's rows): start-up and fixed cost,
+    which a peer's figure at the larger scale includes."""
+    raw, manifest = prepare_raw(1, work, db)
+    expected = checks.expected_rows(manifest)
+    columns = {ds: canonical_columns(ds) for ds in expected}
+    found = {}
+    for peer in peers:
+        result = run_peer(peer, raw, work / f"out-{peer.key}-scale-1", columns, expected, 600)
+        found[peer.key] = {"wall_s": result["wall_s"], "cpu_s": result["cpu_s"],
+                           "peak_tree_mib": result["peak_tree_mib"],
+                           "rows": sum(expected.values()),
+                           "rows_ok": not result["row_problems"] and not result["returncode"]}
+        say(f"scale 1 ({peer.key}) {peer.name}: {result['wall_s']:.1f} s (fixed cost)")
+    return found
 
 
 def time_load(processed: Path, work: Path, db: Path, reps: int) -> dict:
@@ -155,9 +197,9 @@ def time_load(processed: Path, work: Path, db: Path, reps: int) -> dict:
 
 
 def ingest_modules() -> list[Path]:
-    """The helpers modules `python -m helpers ingest` imports: their edits change what is measured,
-    edits elsewhere in helpers/ (notebooks, other stages) do not."""
-    probe = ("import sys, helpers.cli, helpers.ingest\n"
+    """The helpers modules `python -m helpers ingest` imports (with `--engine spark`, too): their
+    edits change what is measured, edits elsewhere in helpers/ (notebooks, other stages) do not."""
+    probe = ("import sys, helpers.cli, helpers.ingest, helpers.spark_engine\n"
              "for name, m in sorted(sys.modules.items()):\n"
              "    if name.startswith('helpers') and getattr(m, '__file__', None):\n"
              "        print(m.__file__)\n")
@@ -184,7 +226,7 @@ def git_commit() -> str:
 
 def versions() -> dict[str, str]:
     found = {"python": platform.python_version()}
-    for dist in ("pandas", "duckdb", "polars", "isal", "orjson", "psutil"):
+    for dist in ("pandas", "duckdb", "polars", "pyspark", "pyarrow", "isal", "orjson", "psutil"):
         try:
             found[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
@@ -196,7 +238,8 @@ def bench(scales: list[int], peer_keys: list[str], reps: int = 2,
           work: Path = ROOT / "benchmarks" / "work",
           results_dir: Path = ROOT / "benchmarks" / "results",
           db: Path = ROOT / "db" / "sqlite" / "chinook.db", load: bool = True,
-          profile_when: str = "missed", say: Callable[[str], None] = print) -> dict:
+          profile_when: str = "missed", say: Callable[[str], None] = print,
+          end_to_end: bool = False) -> dict:
     """Run the whole benchmark; write `<date>.json`, `latest.md` and `latest.png`; return it."""
     work.mkdir(parents=True, exist_ok=True)
     peers = [PEERS[k] for k in peer_keys]
@@ -204,6 +247,7 @@ def bench(scales: list[int], peer_keys: list[str], reps: int = 2,
     results = {"date": date.today().isoformat(), "started": started,
                "machine": f"{os.cpu_count()} cores, {platform.system()} {platform.machine()}",
                "reps": reps, "peers": {p.key: p.name for p in peers}, "versions": versions(),
+               "ours": [p.key for p in peers if p.ours],
                "commit": git_commit(), "scales": {}}
     smallest = None
     for scale in scales:
@@ -220,6 +264,9 @@ def bench(scales: list[int], peer_keys: list[str], reps: int = 2,
             sc["profile"] = profile.profile_run(Path(sc["raw"]), work)
             sc["per_file"] = profile.time_files(Path(sc["raw"]))
         results["scales"][str(scale)] = sc
+    if end_to_end:
+        say("end to end: `make run` in a fresh clone of HEAD (several minutes)")
+        results["end_to_end"] = e2e.time_make_run(ROOT, work / "e2e", say=say)
     runs = [r for sc in results["scales"].values() for r in sc["runs"]]
     results["code"] = sorted({r["code"] for r in runs})
     results["odd_code_runs"] = report.odd_code_runs(runs)
@@ -247,16 +294,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-load", action="store_true", help="do not time `helpers load`")
     p.add_argument("--profile", choices=["missed", "always", "never"], default="missed",
                    help="profile ours when a target is missed (default), always or never")
+    p.add_argument("--end-to-end", action="store_true",
+                   help="also time `make run` twice in a fresh clone of HEAD under WORK/e2e "
+                        "(installs, generates and runs everything: several minutes)")
     args = p.parse_args(argv)
     keys = [k.strip() for k in args.peers.split(",") if k.strip()]
     unknown = [k for k in keys if k not in PEERS]
     if unknown:
         p.error(f"unknown peer {', '.join(unknown)}; choose among {', '.join(PEERS)}")
     results = bench([int(s) for s in args.scales.split(",")], keys, args.reps, args.work,
-                    args.results, args.db, not args.no_load, args.profile)
+                    args.results, args.db, not args.no_load, args.profile,
+                    end_to_end=args.end_to_end)
     print((args.results / "latest.md").read_text())
-    return 0 if all(s.get("rows_ok", True) for sc in results["scales"].values()
-                    for s in sc["summary"].values()) else 1
+    rows_ok = all(s.get("rows_ok", True) for sc in results["scales"].values()
+                  for s in sc["summary"].values())
+    return 0 if rows_ok and results.get("end_to_end", {}).get("ok", True) else 1
 
 
 if __name__ == "__main__":

@@ -54,16 +54,34 @@ def _few(names: set[str], most: int = 2) -> str:
     return ", ".join(shown) + (f" and {more} more" if more else "") if names else "-"
 
 
+def output_files(out: Path, dataset: str) -> list[Path] | None:
+    """A dataset's output: `out/<dataset>.json.gz`, or the parts of a folder `out/<dataset>/`
+    (the Spark engine's layout, whose committer writes `part-*.json.gz`); None if neither."""
+    single, folder = out / f"{dataset}.json.gz", out / dataset
+    if single.is_file():
+        return [single]
+    if folder.is_dir():
+        return sorted(folder.glob("part-*.json.gz"))  # a dataset of no rows may have no part
+    return None
+
+
 def scan_outputs(out: Path, columns: dict[str, list[str]]) -> tuple[dict, dict]:
-    """Rows and sample problems per dataset of `out/<dataset>.json.gz`; None rows if missing."""
+    """Rows (summed over parts) and sample problems per dataset; None rows if it has no output."""
     rows, problems = {}, {}
     for ds, cols in columns.items():
-        path = out / f"{ds}.json.gz"
-        if path.is_file():
-            rows[ds], problems[ds] = scan_output(path, cols)
-        else:
-            rows[ds], problems[ds] = None, []
+        files = output_files(out, ds)
+        rows[ds], problems[ds] = (None if files is None else 0), set()
+        for path in files or []:
+            count, found = scan_output(path, cols)
+            rows[ds] += count
+            problems[ds].update(found)
+        problems[ds] = sorted(problems[ds])
     return rows, problems
+
+
+def output_bytes(out: Path, datasets: list[str]) -> int:
+    """The size of every dataset's output files (rejects and manifests not included)."""
+    return sum(p.stat().st_size for ds in datasets for p in output_files(out, ds) or [])
 
 
 def check_rows(expected: dict[str, int], got: dict[str, int | None]) -> list[str]:

@@ -6,21 +6,37 @@ kernel's own high-water mark, from `wait4`'s rusage (it covers every descendant 
 for). CPU time is user + system of the whole tree, from the same rusage. A summed RSS counts the
 pages that processes share (the interpreter, libraries) once per process, so it errs high; the
 summed PSS (each shared page divided among its sharers) is sampled alongside and does not.
+
+A descendant whose parent exits without waiting for it would go to init, its CPU time uncounted:
+pyspark's JVM outlives its Python driver (it stops when the driver's pipe closes). So this
+process makes itself the subreaper of the run (Linux `PR_SET_CHILD_SUBREAPER`): such orphans
+come to it, and it waits for them after the command exits and adds their rusage.
+
+A child that still shares its parent's address space (`vfork` before `exec`: the JVM starts every
+helper process that way) is not counted: its RSS is its parent's, a second time. `kcmp` tells.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
+import signal
 import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psutil
 
 MIB = 1 << 20
+PR_SET_CHILD_SUBREAPER = 36  # from linux/prctl.h
+ORPHAN_WAIT_S = 60.0  # how long orphans may take to exit after the command, before SIGKILL
+SYS_KCMP = {"x86_64": 312, "aarch64": 272}.get(os.uname().machine)  # from asm/unistd.h
+KCMP_VM = 1
 
 
 @dataclass
@@ -32,6 +48,8 @@ class Measurement:
     at_peak: list[dict]  # each process's RSS when the RSS sum peaked, largest first
     peak_largest_mib: float  # exact: the kernel's maxrss over the tree's processes
     max_processes: int  # most processes seen alive at once in the tree
+    adopted: int  # descendants that outlived the command, waited for and counted afterwards
+    after_exit_s: float  # how long they lived after it (not in wall_s)
     returncode: int
     stderr_tail: str
 
@@ -60,6 +78,8 @@ class _TreeSampler(threading.Thread):
         seen = []
         for proc in procs:
             try:
+                if _shares_parent_memory(proc):
+                    continue
                 mem = proc.memory_full_info()
                 seen.append((proc.pid, _role(proc), mem.rss, mem.pss))
             except psutil.Error:
@@ -73,6 +93,22 @@ class _TreeSampler(threading.Thread):
                             for pid, role, rss, _ in sorted(seen, key=lambda s: -s[2])]
 
 
+def _shares_parent_memory(proc: psutil.Process) -> bool:
+    """True for a vfork child that has not exec'd yet: the same memory as its parent."""
+    parent = proc.ppid()
+    return parent > 1 and same_memory(parent, proc.pid)
+
+
+def same_memory(pid: int, other: int) -> bool:
+    """Whether two tasks share one address space (False where `kcmp` is unknown or refused)."""
+    return SYS_KCMP is not None and _libc().syscall(SYS_KCMP, pid, other, KCMP_VM, 0, 0) == 0
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
 def _role(proc: psutil.Process) -> str:
     """A short name for a process of the tree: its module, or multiprocessing's role."""
     try:
@@ -84,17 +120,23 @@ def _role(proc: psutil.Process) -> str:
         return "worker (spawn)"
     if "resource_tracker" in text:
         return "resource tracker"
+    if cmd and Path(cmd[0]).name == "java":
+        return "JVM"
     if "-m" in cmd and cmd.index("-m") + 1 < len(cmd):
         return " ".join(cmd[cmd.index("-m") + 1:cmd.index("-m") + 3])
     return cmd[-1][:40] if cmd else "?"
 
 
 def run_measured(argv: list[str], cwd: Path | None = None, env: dict | None = None,
-                 interval: float = 0.025, timeout: float | None = None) -> Measurement:
-    """Run `argv` to completion and measure it; stdout is discarded, stderr's tail is kept."""
-    with tempfile.TemporaryFile() as err:
+                 interval: float = 0.025, timeout: float | None = None,
+                 on_line: Callable[[float, str], None] | None = None) -> Measurement:
+    """Run `argv` to completion and measure it; stderr's tail is kept. stdout is discarded, or
+    each of its lines is given to `on_line` with the seconds since the start."""
+    with tempfile.TemporaryFile() as err, _Subreaper() as reaper:
         started = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stderr=err,
+                                stdout=subprocess.PIPE if on_line else subprocess.DEVNULL)
+        reader = _LineReader(proc, started, on_line) if on_line else None
         sampler = _TreeSampler(proc.pid, interval)
         sampler.start()
         deadline = None if timeout is None else started + timeout
@@ -102,17 +144,25 @@ def run_measured(argv: list[str], cwd: Path | None = None, env: dict | None = No
         wall = time.perf_counter() - started
         sampler.stop.set()
         sampler.join()
+        orphans = reaper.reap(exclude=proc.pid)
+        after = time.perf_counter() - started - wall
+        if reader:
+            reader.join()
         err.seek(0)
         tail = err.read()[-2000:].decode("utf-8", "replace")
     proc.returncode = os.waitstatus_to_exitcode(status)
+    usages = [usage, *orphans]
     return Measurement(
         wall_s=round(wall, 3),
-        cpu_s=round(usage.ru_utime + usage.ru_stime, 3),
+        cpu_s=round(sum(u.ru_utime + u.ru_stime for u in usages), 3),
         peak_tree_mib=round(sampler.peak / MIB, 1),
         peak_tree_pss_mib=round(sampler.peak_pss / MIB, 1),
         at_peak=sampler.at_peak,
-        peak_largest_mib=round(usage.ru_maxrss * 1024 / MIB, 1),  # ru_maxrss is in KiB
+        # ru_maxrss is in KiB
+        peak_largest_mib=round(max(u.ru_maxrss for u in usages) * 1024 / MIB, 1),
         max_processes=sampler.processes,
+        adopted=len(orphans),
+        after_exit_s=round(after, 3) if orphans else 0.0,
         returncode=proc.returncode,
         stderr_tail=tail,
     )
@@ -129,3 +179,68 @@ def _wait(proc: subprocess.Popen, deadline: float | None):
             deadline = None
         else:
             time.sleep(0.05)
+
+
+class _Subreaper:
+    """This process as the subreaper of the runs it starts, for the duration of one run.
+
+    Children it had before the run are left alone; any other child after the command exits was
+    adopted from the command's tree, and is waited for (killed after ORPHAN_WAIT_S)."""
+
+    def __enter__(self) -> _Subreaper:
+        self.before = {c.pid for c in psutil.Process().children()}
+        self.active = _set_subreaper(True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.active:
+            _set_subreaper(False)
+
+    def reap(self, exclude: int) -> list:
+        """Wait for every adopted orphan, and for those adopted as they exit; their rusage."""
+        if not self.active:
+            return []
+        usages, deadline = [], time.perf_counter() + ORPHAN_WAIT_S
+        while adopted := [c.pid for c in psutil.Process().children()
+                          if c.pid not in self.before and c.pid != exclude]:
+            for pid in adopted:
+                if time.perf_counter() > deadline:
+                    _kill(pid)
+                try:
+                    done, _, usage = os.wait4(pid, os.WNOHANG)
+                except ChildProcessError:
+                    self.before.add(pid)  # someone else's to wait for
+                    continue
+                if done:
+                    usages.append(usage)
+            time.sleep(0.02)
+        return usages
+
+
+def _set_subreaper(on: bool) -> bool:
+    try:
+        return _libc().prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) == 0
+    except (OSError, AttributeError):  # not Linux: orphans go uncounted, as before
+        return False
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+class _LineReader(threading.Thread):
+    """Hands each line of the child's stdout, with its time since `started`, to `on_line`."""
+
+    def __init__(self, proc: subprocess.Popen, started: float,
+                 on_line: Callable[[float, str], None]) -> None:
+        super().__init__(daemon=True)
+        self.proc, self.started, self.on_line = proc, started, on_line
+        self.start()
+
+    def run(self) -> None:
+        for raw in self.proc.stdout:
+            self.on_line(time.perf_counter() - self.started, raw.decode("utf-8", "replace"))
+        self.proc.stdout.close()
