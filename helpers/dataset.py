@@ -18,8 +18,8 @@ from helpers import state
 from helpers.dedupe import Fingerprints
 from helpers.errors import HelpersError
 from helpers.normalize import Normalizer, Reject
-from helpers.readers import READ_ERRORS, Chunk, DamagedInput, read_chunks
-from helpers.schema import Column, Schema, schema_for
+from helpers.readers import Chunk, DamagedInput, Limits, read_chunks
+from helpers.schema import Column, Schema, map_header, schema_for
 from helpers.sniff import DATA_KINDS, Format, sniff
 from helpers.writer import MemberWriter
 
@@ -33,6 +33,14 @@ class Options:
     level: int = 1  # isal gzip level, 0-3: 1 is ~9x faster than zlib's 6 at a similar size
     dedupe: str = "count"  # "count", "drop" or "off"
     dedupe_budget_mb: int = 64
+    # A quoted value still open after this many lines or bytes is an unterminated quote: its
+    # record is rejected and reading resumes on the next line. A longer line is rejected too.
+    max_record_lines: int = 10_000
+    max_record_bytes: int = 1 << 20
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.max_record_lines, self.max_record_bytes)
 
     @property
     def checkpoint_chunks(self) -> int:
@@ -111,8 +119,7 @@ class _Run:
         self.schema = schema_for(paths.name)
         self.declared = len(self.schema.columns)
         for _, fmt in data:  # columns known from headers up front, so every row has them all
-            for name in fmt.header:
-                self.schema.index(name)
+            map_header(fmt.header, self.schema)
         self.fingerprints = Fingerprints(options.dedupe, options.dedupe_budget_mb << 20)
         self.ckpt = state.Checkpoint(state.input_signature([p for p, _ in data]), asdict(options))
         self.ckpt.stats = {"files": [], "rows_written": 0, "rows_rejected": 0,
@@ -175,27 +182,47 @@ class _Run:
         if self.ckpt.file_index == index and self.ckpt.record and stats["files"]:
             counts = stats["files"].pop()  # resuming inside this file
         else:
-            counts = {"name": path.name, **describe_format(fmt), "rows": 0, "rejected": 0}
+            counts = {"name": path.name, **describe_format(fmt), "rows": 0, "rejected": 0,
+                      "blank": 0, "comments": 0, "physical_records": 0, "fallback_lines": 0,
+                      "renamed": {}, "damage": None}
         normalizer = Normalizer(self.schema, fmt, path.name)
-        chunks = read_chunks(path, fmt, self.options.chunk_rows, skip=self.ckpt.record)
-        record = self.ckpt.record
+        options = self.options
+        chunks = read_chunks(path, fmt, options.chunk_rows, self.ckpt.record, options.limits)
+        every = options.chunk_rows * options.checkpoint_chunks
         damage: list[Reject] = []
-        for n, chunk in enumerate(until_damaged(chunks, path, damage.append), start=1):
+        damage_offset: list[int | None] = [None]
+
+        def on_damage(reject: Reject, offset: int | None) -> None:
+            damage.append(reject)
+            damage_offset[0] = offset
+
+        for chunk in until_damaged(chunks, path, on_damage):
             result = normalizer.chunk(chunk)
             self._write(result.lines, result.rejects)
-            counts["rows"] += len(result.lines)
-            counts["rejected"] += len(result.rejects)
+            _count(counts, result)
             stats["blank"] += result.blank
-            record += len(chunk.records)
             if progress is not None:
                 progress(len(chunk.records))
-            if n % self.options.checkpoint_chunks == 0:
+            if chunk.batch_end % every == 0:
+                counts["renamed"] = normalizer.renamed
                 stats["files"].append(counts)
-                self._checkpoint(index, record)
+                self._checkpoint(index, chunk.resume_at)
                 stats["files"].pop()
+        counts["renamed"] = normalizer.renamed
+        self.events += [f"{path.name}: column {new!r} is the field written {old!r}"
+                        for new, old in counts["renamed"].items()]
+        if counts["fallback_lines"]:
+            self.events.append(f"{path.name}: {counts['fallback_lines']:,} lines held bytes "
+                               "that are not UTF-8, read as cp1252")
         if damage:
+            # The unreadable rest of the file is one reject: the rejects file and the counts
+            # agree, and the accounting below still adds up.
             self._write([], damage)
-            counts["rejected"] += len(damage)
+            stats["files_damaged"] = stats.get("files_damaged", 0) + 1
+            counts["rejected"] += 1
+            counts["physical_records"] += 1
+            counts["damage"] = {"line": damage[0].line, "offset": damage_offset[0],
+                                "reason": damage[0].reason}
             self.events += [f"{path.name}: {r.reason}" for r in damage]
         stats["files"].append(counts)
 
@@ -240,6 +267,8 @@ class _Run:
             "duplicates_exact": ckpt.exact,
             "distinct_rows": distinct,
             "blank_lines": stats["blank"],
+            "comment_lines": sum(f.get("comments", 0) for f in stats["files"]),
+            "files_damaged": stats.get("files_damaged", 0),
             "columns": [c.name for c in self.schema.columns],
             "drifted_columns": self.schema.drift,
             "bytes": paths.final.stat().st_size,
@@ -252,16 +281,32 @@ class _Run:
 
 
 def until_damaged(chunks: Iterable[Chunk], path: Path,
-                  on_damage: Callable[[Reject], None]) -> Iterator[Chunk]:
-    """The file's chunks; a damaged file (a cut gzip stream, bytes that are not text) loses its
-    tail, not the run: every record read before the damage is kept, and the damage becomes one
-    reject handed to `on_damage`."""
+                  on_damage: Callable[[Reject, int | None], None]) -> Iterator[Chunk]:
+    """The file's chunks; a damaged file (a cut or corrupt gzip stream, an unreadable block)
+    loses its tail, not the run: every record read before the damage is kept, and the damage
+    becomes one reject, with the line and byte offset where reading stopped, handed to
+    `on_damage`. Whatever a reader raises counts as damage to its file: only writing, which
+    happens outside this generator, can stop a run."""
     try:
         yield from chunks
-    except (DamagedInput, *READ_ERRORS) as exc:
+    except Exception as exc:  # noqa: BLE001 - no file's content may stop the run
         line = exc.line if isinstance(exc, DamagedInput) else 0
-        on_damage(Reject(path.name, line, f"the file could not be read past line {line}: "
-                                          f"{exc}; the records before it were kept", ""))
+        offset = exc.offset if isinstance(exc, DamagedInput) else None
+        reason = exc.reason if isinstance(exc, DamagedInput) else f"{type(exc).__name__}: {exc}"
+        where = f"line {line}" + (f" (byte {offset:,} of the file)" if offset is not None else "")
+        on_damage(Reject(path.name, line, f"the file could not be read past {where}: {reason}; "
+                                          f"the records before it were kept", ""), offset)
+
+
+def _count(counts: dict[str, Any], result: Any) -> None:
+    """Add a chunk's result to a file's counts; every record lands in exactly one of them."""
+    counts["rows"] += len(result.lines)
+    counts["rejected"] += len(result.rejects)
+    counts["blank"] += result.blank
+    counts["comments"] += result.comments
+    counts["fallback_lines"] += result.fallbacks
+    counts["physical_records"] += (len(result.lines) + len(result.rejects) + result.blank
+                                   + result.comments)
 
 
 def describe_format(fmt: Format) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -18,9 +19,10 @@ from typing import Any
 
 import orjson
 
-from helpers.readers import FALLBACK_ERRORS, ArrayError, Chunk, csv_row_lines
-from helpers.schema import INT64, CastError, Column, Schema, cast
+from helpers.readers import ArrayError, Chunk
+from helpers.schema import INT64, CastError, Column, Header, Schema, cast, loads_exact, map_header
 from helpers.sniff import Format
+from helpers.textlines import decode_line
 
 _INT = r"(?:0|-?[1-9][0-9]{0,17})"  # at most 18 digits: always inside the 64-bit range
 _NUM = r"(?:-?(?:0|[1-9][0-9]{0,14})(?:\.[0-9]{1,15})?)"
@@ -51,28 +53,60 @@ class Result:
     lines: list[bytes] = field(default_factory=list)  # one JSON object each, no newline
     rejects: list[Reject] = field(default_factory=list)
     blank: int = 0  # empty lines: neither rows nor rejects
+    comments: int = 0
+    header: int = 0
+    fallbacks: int = 0  # lines where a byte sequence was read as cp1252
 
 
 class Normalizer:
-    """Normalizes the chunks of one file; holds the file's column mapping."""
+    """Normalizes the chunks of one file; holds the file's column mapping.
 
-    def __init__(self, schema: Schema, fmt: Format, file_name: str) -> None:
-        self.schema, self.fmt, self.file = schema, fmt, file_name
+    `fast=False` sends every chunk through the row-by-row path: the differential tests compare
+    the two.
+    """
+
+    def __init__(self, schema: Schema, fmt: Format, file_name: str, fast: bool = True) -> None:
+        self.schema, self.fmt, self.file, self.fast = schema, fmt, file_name, fast
         self.width = len(fmt.header)
-        self.positions = [schema.index(name) for name in fmt.header]
+        self.header = map_header(fmt.header, schema) if fmt.kind == "csv" else None
+        self._key_headers: dict[tuple, Header] = {}
         self._prefix_count = -1
 
+    @property
+    def renamed(self) -> dict[str, str]:
+        """Every field this file's header (or keys) had to rename, new name first."""
+        out = dict(self.header.renamed) if self.header else {}
+        for header in self._key_headers.values():
+            out.update(header.renamed)
+        return out
+
     def chunk(self, chunk: Chunk) -> Result:
-        if self.fmt.kind == "csv":
-            return self.csv_chunk(chunk)
-        return self.json_chunk(chunk)
+        if not chunk.records:
+            result = Result()
+        elif self.fmt.kind == "csv":
+            result = self.csv_chunk(chunk)
+        else:
+            result = self.json_chunk(chunk)
+        if chunk.bad:
+            result.rejects += [Reject(self.file, line, reason, raw)
+                               for line, reason, raw in chunk.bad]
+            result.rejects.sort(key=lambda r: r.line)
+        result.blank += chunk.blank
+        result.comments += chunk.comments
+        result.header += chunk.header
+        result.fallbacks += chunk.fallbacks
+        return result
 
     # --- CSV ------------------------------------------------------------------------------
 
     def csv_chunk(self, chunk: Chunk) -> Result:
         rows = chunk.records
-        if min(map(len, rows)) == max(map(len, rows)) == self.width:
-            fast = self._csv_fast(rows)
+        if (self.fast and self.header.error is None
+                and min(map(len, rows)) == max(map(len, rows)) == self.width):
+            try:
+                fast = self._csv_fast(rows)
+            except Exception:  # noqa: BLE001 - the slow path judges what the fast one could not
+                fast = None
             if fast is not None:
                 return Result(fast)
         return self._csv_slow(chunk)
@@ -87,39 +121,39 @@ class Normalizer:
             if frags is None:
                 return None
             encoded.append(frags)
-        return self._assemble(encoded)
+        return self._assemble(encoded, len(rows))
 
     def _csv_slow(self, chunk: Chunk) -> Result:
         result, typed, raws = Result(), [], []
         source = self._sources()
-        for row, line in zip(chunk.records, csv_row_lines(chunk)):
-            if not row or row == [""] and self.width > 1:
-                result.blank += 1
-                continue
-            if len(row) != self.width:
-                many = "many" if len(row) > self.width else "few"
-                reason = f"too {many} fields: {len(row)} where the header has {self.width}"
-                result.rejects.append(Reject(self.file, line, reason, self._raw_csv(row)))
-                continue
+        lines = chunk.lines or range(chunk.first_line, chunk.first_line + len(chunk.records))
+        for row, line in zip(chunk.records, lines):
             try:
+                if self.header.error is not None:
+                    raise CastError(self.header.error)
+                if len(row) != self.width:
+                    many = "many" if len(row) > self.width else "few"
+                    raise CastError(f"too {many} fields: {len(row)} where the header has "
+                                    f"{self.width}")
                 typed.append([cast(row[src] if src is not None else None, column)
                               for column, src in zip(self.schema.columns, source)])
                 raws.append((line, row))
-            except CastError as exc:
-                result.rejects.append(Reject(self.file, line, str(exc), self._raw_csv(row)))
+            except Exception as exc:  # noqa: BLE001 - a value never stops the run
+                result.rejects.append(Reject(self.file, line, _reason(exc), self._raw_csv(row)))
         encoded = self._encode_rows(typed, raws, result, self._raw_csv)
         result.lines = [line for line in encoded if line is not None]
         return result
 
     def _raw_csv(self, row: list[str]) -> str:
         out = io.StringIO()
-        csv.writer(out, delimiter=self.fmt.delimiter or ",", lineterminator="").writerow(row)
+        csv.writer(out, delimiter=self.fmt.delimiter or ",", lineterminator="",
+                   quotechar=self.fmt.quotechar or '"').writerow(row)
         return out.getvalue()
 
     def _sources(self) -> list[int | None]:
         """For each output column, the index of the file column that feeds it, if any."""
         source: list[int | None] = [None] * len(self.schema.columns)
-        for file_index, out_index in enumerate(self.positions):
+        for file_index, out_index in enumerate(self.header.positions):
             source[out_index] = file_index
         return source
 
@@ -128,23 +162,24 @@ class Normalizer:
     def json_chunk(self, chunk: Chunk) -> Result:
         records = chunk.records
         objects = records
+        result = Result()
         if self.fmt.kind == "jsonl":
             try:
                 objects = list(map(orjson.loads, records))
             except orjson.JSONDecodeError:
-                objects = [_loads_or_keep(r) for r in records]
-        fast = self._json_fast(objects)
+                objects = [_loads_or_keep(r, result) for r in records]
+        fast = self._json_fast(objects) if self.fast else None
         if fast is not None:
-            return Result(fast)
+            result.lines = fast
+            return result
         # Records with the same keys share a fast path; a file whose records leave out keys
         # with null values (they often do) would otherwise go record by record.
-        result = Result()
         lines = chunk.lines or range(chunk.first_line, chunk.first_line + len(records))
         placed: list[bytes | None] = [None] * len(records)
         groups = _group_by_keys(objects)
         for indices in groups:
             subset = [objects[i] for i in indices]
-            fast = self._json_fast(subset) if len(groups) > 1 else None
+            fast = self._json_fast(subset) if len(groups) > 1 and self.fast else None
             if fast is None:
                 fast = self._json_slow(subset, [records[i] for i in indices],
                                        [lines[i] for i in indices], result)
@@ -155,15 +190,22 @@ class Normalizer:
         return result
 
     def _json_fast(self, objects: list[Any]) -> list[bytes] | None:
+        try:
+            return self._json_fast_or_none(objects)
+        except Exception:  # noqa: BLE001 - the slow path judges what the fast one could not
+            return None
+
+    def _json_fast_or_none(self, objects: list[Any]) -> list[bytes] | None:
         if not objects or set(map(type, objects)) != {dict}:
             return None
         keys = set(map(tuple, objects))
         if len(keys) != 1:
             return None
         (names,) = keys
-        known = [self.schema.index(name, add=False) for name in names]
-        if None in known or len(set(known)) != len(known):
+        header = self._keys(names)
+        if header.error is not None:
             return None
+        known = header.positions
         by_column = list(zip(*map(dict.values, objects)))
         encoded = []
         for out_index, column in enumerate(self.schema.columns):
@@ -172,7 +214,13 @@ class Normalizer:
             if frags is None:
                 return None
             encoded.append(frags)
-        return self._assemble(encoded)
+        return self._assemble(encoded, len(objects))
+
+    def _keys(self, names: tuple) -> Header:
+        header = self._key_headers.get(names)
+        if header is None:
+            header = self._key_headers[names] = map_header(list(names), self.schema)
+        return header
 
     def _json_slow(self, objects: list[Any], records: list[Any], lines: list[int],
                    result: Result) -> list[bytes | None]:
@@ -180,21 +228,21 @@ class Normalizer:
         typed, where, raws = [], [], []
         for i, (obj, record, line) in enumerate(zip(objects, records, lines)):
             try:
-                parsed = self._parse(obj)
+                parsed = self._parse(obj, record)
                 if parsed is None:
                     result.blank += 1
                     continue
                 typed.append(self._type_object(parsed))
                 where.append(i)
                 raws.append((line, record))
-            except CastError as exc:
-                result.rejects.append(Reject(self.file, line, str(exc), _raw_json(record)))
+            except Exception as exc:  # noqa: BLE001 - a value never stops the run
+                result.rejects.append(Reject(self.file, line, _reason(exc), _raw_json(record)))
         placed: list[bytes | None] = [None] * len(objects)
         for i, encoded in zip(where, self._encode_rows(typed, raws, result, _raw_json)):
             placed[i] = encoded
         return placed
 
-    def _parse(self, obj: Any) -> dict | None:
+    def _parse(self, obj: Any, record: Any) -> dict | None:
         """The record as an object, None for a blank line; raises CastError for anything else."""
         if obj is _BLANK:
             return None
@@ -203,12 +251,16 @@ class Normalizer:
         if not isinstance(obj, dict):
             kind = JSON_NAMES.get(type(obj), type(obj).__name__)
             raise CastError(f"a JSON {kind} where an object was expected")
+        if isinstance(record, (bytes, str)) and any(map(_maybe_big_int, obj.values())):
+            obj = loads_exact(record)  # orjson read an integer beyond 64 bits as a float
         return obj
 
     def _type_object(self, obj: dict) -> list[Any]:
+        header = self._keys(tuple(obj))
+        if header.error is not None:
+            raise CastError(header.error)
         values: list[Any] = [None] * len(self.schema.columns)
-        for key, value in obj.items():
-            index = self.schema.index(key)
+        for index, value in zip(header.positions, obj.values()):
             if index >= len(values):
                 values.extend([None] * (index + 1 - len(values)))
             values[index] = value
@@ -224,20 +276,22 @@ class Normalizer:
         if not typed:
             return []
         try:
-            return list(self._assemble([encode_values(col) for col in zip(*typed)]))
-        except orjson.JSONEncodeError:
+            return list(self._assemble([encode_values(col) for col in zip(*typed)], len(typed)))
+        except (orjson.JSONEncodeError, ValueError):
             pass
         lines: list[bytes | None] = []
         for row, (line, raw) in zip(typed, raws):
             try:
-                lines.extend(self._assemble([[orjson.dumps(v)] for v in row]))
-            except orjson.JSONEncodeError as exc:
+                lines.extend(self._assemble([[orjson.dumps(v)] for v in row], 1))
+            except (orjson.JSONEncodeError, ValueError) as exc:
                 reason = f"a value cannot be written as JSON ({exc})"
                 result.rejects.append(Reject(self.file, line, reason, show(raw)))
                 lines.append(None)
         return lines
 
-    def _assemble(self, encoded: list[list[bytes]]) -> list[bytes]:
+    def _assemble(self, encoded: list[list[bytes]], n: int) -> list[bytes]:
+        if any(len(frags) != n for frags in encoded):
+            raise ValueError("a column's fragments do not line up with its rows")
         if self._prefix_count != len(self.schema.columns):
             names = [orjson.dumps(c.name) + b":" for c in self.schema.columns]
             self._prefixes = [b"{" + names[0]] + [b"," + n for n in names[1:]]
@@ -247,6 +301,16 @@ class Normalizer:
             parts += [repeat(prefix), frags]
         parts.append(repeat(b"}"))
         return list(map(b"".join, zip(*parts)))
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, CastError):
+        return str(exc)
+    return f"unexpected error while reading the record ({type(exc).__name__}: {exc})"
+
+
+def _maybe_big_int(value: Any) -> bool:
+    return type(value) is float and abs(value) >= INT64 and value.is_integer()
 
 
 def encode_values(values: tuple[Any, ...] | list[Any]) -> list[bytes]:
@@ -277,12 +341,14 @@ def _encode_text_column(values: tuple[str, ...] | None, column: Column, n: int):
     elif column.kind == "integer":
         joined = "\n".join(values)
         pattern = INT_COLUMN_NULLABLE if has_empty else INT_COLUMN
-        if not pattern.fullmatch(joined):
+        # A value holding a newline would add a line to the joined column: count them first.
+        if joined.count("\n") != n - 1 or not pattern.fullmatch(joined):
             return None
         frags = joined.encode().split(b"\n")
         return [f or b"null" for f in frags] if has_empty else frags
     elif column.kind == "number":
-        if not NUM_COLUMN.fullmatch("\n".join(values)):
+        joined = "\n".join(values)
+        if joined.count("\n") != n - 1 or not NUM_COLUMN.fullmatch(joined):
             return None
         return encode_values([float(v) if v else None for v in values])
     else:
@@ -324,19 +390,26 @@ JSON_NAMES = {str: "string", list: "array", int: "number", float: "number", bool
               type(None): "null"}
 
 
-def _loads_or_keep(record: bytes | str) -> Any:
+def _loads_or_keep(record: bytes | str, result: Result) -> Any:
     if not record.strip():
         return _BLANK
     try:
         return orjson.loads(record)
     except orjson.JSONDecodeError as exc:
         error = exc
+    text = record
     if isinstance(record, bytes):
-        try:  # not UTF-8: take stray bytes as Windows-1252, as the text readers do
-            return orjson.loads(record.decode("utf-8", FALLBACK_ERRORS))
-        except orjson.JSONDecodeError as exc:
-            error = exc
-    return _Unparsed(f"invalid JSON: {error}", record)
+        text, fallback = decode_line(record)
+        if fallback:  # not UTF-8: stray bytes read as Windows-1252, as the text readers do
+            result.fallbacks += 1
+            try:
+                return orjson.loads(text)
+            except orjson.JSONDecodeError as exc:
+                error = exc
+    try:  # orjson refuses integers beyond 64 bits that the standard library reads exactly
+        return loads_exact(text)
+    except (ValueError, RecursionError):
+        return _Unparsed(f"invalid JSON: {error}", record)
 
 
 def _group_by_keys(objects: list[Any]) -> list[list[int]]:
@@ -355,4 +428,7 @@ def _raw_json(record: Any) -> str:
         return record.decode("utf-8", errors="replace").rstrip("\r\n")
     if isinstance(record, str):
         return record.rstrip("\r\n")
-    return orjson.dumps(record).decode()
+    try:
+        return orjson.dumps(record).decode()
+    except (orjson.JSONEncodeError, ValueError):  # an integer beyond 64 bits, say
+        return json.dumps(record, default=str)

@@ -1,62 +1,43 @@
-"""One small generator per format: open, fill a chunk of records, yield it, yield the tail.
+"""One small generator per format: read a batch of lines (or array items), yield it as a chunk.
 
-Each chunk remembers where it starts (record index and physical line), so a bad record can be
-reported with its line and a resumed run can skip exactly the records already written.
+A chunk carries its records with the line each starts on, plus what the reader itself set aside:
+blank lines, comment lines, and records it could not read (an unterminated quote, a line over the
+length limit), each with its line and reason. Batches are cut at fixed positions in the file
+(multiples of `chunk_rows` lines, or items for a JSON array), and `resume_at` says where the next
+read must start, so a resumed run reads exactly the records an uninterrupted run would.
 """
 
 from __future__ import annotations
 
-import codecs
-import csv
 import io
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
-from isal import isal_zlib
-
+from helpers.csvrecords import CLOSED, Assembled, Assembler, line_state
 from helpers.sniff import Format
-from helpers.writer import GZIP_WBITS
+from helpers.textlines import (
+    FALLBACK_ERRORS,
+    DamagedInput,
+    TooLong,
+    decode_lines,
+    open_binary,
+    split_lines,
+)
 
-# csv refuses fields over 128 KiB by default; a long free-text value is still a value.
-csv.field_size_limit(64 * 1024 * 1024)
 BLOCK_CHARS = 1 << 20
-FALLBACK_ERRORS = "helpers-cp1252"
+READ_ERRORS = (OSError, EOFError, ValueError, DamagedInput)
 
 
-def _decode_as_cp1252(exc: UnicodeDecodeError) -> tuple[str, int]:
-    # A UTF-8 file with a few Windows-1252 bytes (a value pasted from a spreadsheet) keeps its
-    # characters instead of stopping the run; the sniffed sample decides the file's encoding.
-    bad = exc.object[exc.start:exc.end]
-    return bytes(bad).decode("cp1252", errors="replace"), exc.end
+@dataclass(frozen=True)
+class Limits:
+    """How far one record may run before it is rejected (a quote that never closes)."""
 
-
-codecs.register_error(FALLBACK_ERRORS, _decode_as_cp1252)
-MAX_JSON_ITEM_CHARS = 64 * 1024 * 1024
-
-
-class DamagedInput(Exception):
-    """Reading stopped part-way (a cut gzip stream, say); `line` is where it stopped."""
-
-    def __init__(self, reason: str, line: int) -> None:
-        super().__init__(reason)
-        self.reason, self.line = reason, line
-
-
-READ_ERRORS = (OSError, EOFError, ValueError)
-
-
-def _take(iterator: Any, count: int) -> tuple[list[Any], Exception | None]:
-    """Up to `count` items; on a read error, the items read before it and the error."""
-    batch: list[Any] = []
-    try:
-        batch.extend(islice(iterator, count))  # extend keeps what came before an error
-    except READ_ERRORS as exc:
-        return batch, exc
-    return batch, None
+    max_record_lines: int = 10_000
+    max_record_bytes: int = 1 << 20
 
 
 @dataclass
@@ -64,158 +45,223 @@ class Chunk:
     """Records in file order: csv rows (list[str]), JSON Lines (bytes) or array items."""
 
     records: list[Any]
-    first_record: int  # index of the first record in the file, from 0
+    first_record: int  # the chunk's position in the file (a line index, or an item index)
     first_line: int  # physical line where the first record starts, from 1
-    lines: list[int] | None = None  # each record's line, where the reader knows it cheaply
+    lines: list[int] | None = None  # each record's first line, where not consecutive
+    resume_at: int = 0  # where a run resumed after this chunk starts reading
+    batch_end: int = 0  # the fixed position that closed this batch
+    bad: list[tuple[int, str, str]] = field(default_factory=list)  # (line, reason, raw)
+    blank: int = 0
+    comments: int = 0
+    header: int = 0  # header records passed over in this chunk
+    fallbacks: int = 0  # lines where a byte sequence was not UTF-8
 
 
-def open_binary(path: Path, fmt: Format) -> IO[bytes]:
-    if fmt.compression == "gzip":
-        return io.BufferedReader(GzipStream(path), buffer_size=1 << 16)
-    return open(path, "rb")
-
-
-class GzipStream(io.RawIOBase):
-    """Decompress a gzip file, member after member, with isal (several times zlib's speed).
-
-    Unlike gzip.open, a file cut short hands over every byte it could decompress before it
-    raises EOFError, so the records before the damage are kept rather than a block of them lost.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self._file = open(path, "rb")
-        self._inflate = isal_zlib.decompressobj(GZIP_WBITS)
-        self._pending = b""
-        self._error: Exception | None = None
-        self._done = False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._pending:
-            if self._error is not None:
-                raise self._error
-            if self._done:
-                return 0
-            self._pending = self._inflate_more()
-        size = min(len(buffer), len(self._pending))
-        buffer[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        return size
-
-    def _inflate_more(self) -> bytes:
-        data = self._file.read(1 << 16)
-        if not data:
-            if self._inflate.eof or not self._started:
-                self._done = True
-            else:
-                self._error = EOFError("the gzip stream ends before its end-of-stream marker")
-            return b""
-        out = self._inflate.decompress(data)
-        while self._inflate.eof and self._inflate.unused_data:  # the next member begins
-            rest = self._inflate.unused_data
-            self._inflate = isal_zlib.decompressobj(GZIP_WBITS)
-            out += self._inflate.decompress(rest)
-        return out
-
-    @property
-    def _started(self) -> bool:
-        return self._file.tell() > 0
-
-    def close(self) -> None:
-        self._file.close()
-        super().close()
-
-
-def open_text(path: Path, fmt: Format) -> IO[str]:
-    # newline="" keeps \r\n inside quoted fields as written; csv handles line endings itself.
-    return io.TextIOWrapper(open_binary(path, fmt), encoding=fmt.encoding,
-                            errors=FALLBACK_ERRORS, newline="")
-
-
-def read_chunks(path: Path, fmt: Format, chunk_rows: int, skip: int = 0) -> Iterator[Chunk]:
-    """Chunks of at most `chunk_rows` records, after skipping the first `skip` records."""
+def read_chunks(path: Path, fmt: Format, chunk_rows: int, skip: int = 0,
+                limits: Limits = Limits()) -> Iterator[Chunk]:
+    """Chunks of at most `chunk_rows` lines (or items), starting at position `skip`."""
     readers = {"csv": read_csv, "jsonl": read_jsonl, "json_array": read_json_array}
-    return readers[fmt.kind](path, fmt, chunk_rows, skip)
+    return readers[fmt.kind](path, fmt, chunk_rows, skip, limits)
 
 
-def read_csv(path: Path, fmt: Format, chunk_rows: int, skip: int = 0) -> Iterator[Chunk]:
-    with open_text(path, fmt) as f:
-        reader = csv.reader(f, delimiter=fmt.delimiter or ",", quotechar=fmt.quotechar or '"')
-        next(reader, None)  # the header, already known from sniffing
-        record = _skip(reader, skip)
-        while True:
-            first_line = reader.line_num + 1
-            rows, error = _take(reader, chunk_rows)
-            if rows:
-                yield Chunk(rows, record, first_line)
-                record += len(rows)
-            if error is not None:
-                raise DamagedInput(str(error), reader.line_num + 1)
-            if len(rows) < chunk_rows:
-                return
+def _line_batches(f: IO[bytes], start: int, size: int,
+                  max_bytes: int) -> Iterator[tuple[int, list[bytes | TooLong]]]:
+    """(first index, lines), cut where the line index is a multiple of `size`, from `start` on."""
+    index, batch, batch_start = 0, [], start
+    try:
+        for lines in split_lines(f, max_bytes):
+            if index + len(lines) <= start:
+                index += len(lines)
+                continue
+            if index < start:
+                lines, index = lines[start - index:], start
+            pos = 0
+            while pos < len(lines):
+                if not batch:
+                    batch_start = index
+                take = lines[pos:pos + size - index % size]
+                batch += take
+                index += len(take)
+                pos += len(take)
+                if index % size == 0:
+                    yield batch_start, batch
+                    batch = []
+    except READ_ERRORS:
+        if batch:  # the complete lines before the damage are records like any others
+            yield batch_start, batch
+        raise
+    if batch:
+        yield batch_start, batch
 
 
-def csv_row_lines(chunk: Chunk) -> list[int]:
-    """Each row's starting line: a quoted newline makes a row span several lines."""
-    lines, line = [], chunk.first_line
-    for row in chunk.records:
-        lines.append(line)
-        line += 1 + sum(field.count("\n") for field in row)
-    return lines
+def read_csv(path: Path, fmt: Format, chunk_rows: int, skip: int = 0,
+             limits: Limits = Limits()) -> Iterator[Chunk]:
+    dialect = fmt.dialect
+    assembler = Assembler(dialect, limits.max_record_lines, limits.max_record_bytes)
+    state = {"header": fmt.has_header and skip < fmt.data_line}
+    end = skip
+    with open_binary(path, fmt.compression, fmt.encoding) as f:
+        try:
+            for first, raw in _line_batches(f, skip, chunk_rows, limits.max_record_bytes):
+                end = first + len(raw)
+                yield _csv_chunk(assembler, first, raw, fmt, state, final=False)
+        except READ_ERRORS as exc:
+            if assembler.pending:
+                yield _csv_chunk(assembler, end, [], fmt, state, final=True)
+            raise _damage(exc, end) from exc
+        if assembler.pending:
+            yield _csv_chunk(assembler, end, [], fmt, state, final=True)
 
 
-def read_jsonl(path: Path, fmt: Format, chunk_rows: int, skip: int = 0) -> Iterator[Chunk]:
-    with open_binary(path, fmt) as f:
-        record = _skip(f, skip)
-        while True:
-            lines, error = _take(f, chunk_rows)
-            if lines:
-                if record == 0 and lines[0].startswith(b"\xef\xbb\xbf"):
-                    lines[0] = lines[0][3:]
-                if fmt.encoding == "cp1252":
-                    lines = [line.decode("cp1252", errors="replace") for line in lines]
-                yield Chunk(lines, record, record + 1)
-                record += len(lines)
-            if error is not None:
-                raise DamagedInput(str(error), record + 1)
-            if len(lines) < chunk_rows:
-                return
+def _damage(exc: Exception, lines_read: int) -> DamagedInput:
+    """The error as DamagedInput, with the line where reading stopped."""
+    reason = exc.reason if isinstance(exc, DamagedInput) else f"{type(exc).__name__}: {exc}"
+    return DamagedInput(reason, getattr(exc, "offset", None), lines_read + 1)
 
 
-def read_json_array(path: Path, fmt: Format, chunk_rows: int, skip: int = 0) -> Iterator[Chunk]:
-    with open_text(path, fmt) as f:
-        items = _array_items(f)
-        record = _skip(items, skip)
+def _csv_chunk(assembler: Assembler, first: int, raw: list[bytes | TooLong], fmt: Format,
+               state: dict, final: bool) -> Chunk:
+    batch_end = first + len(raw)
+    preamble = raw[:max(0, fmt.skip_lines - first)]
+    if preamble:  # blank lines, comments and notes before the header: never records
+        raw, first = raw[len(preamble):], first + len(preamble)
+    texts, fallbacks = _decode(raw)
+    numbered = list(enumerate(texts, start=first))
+    out = None
+    if not assembler.pending and not final and texts:
+        out = _fast_records(assembler, texts, first, fmt)
+    if out is None:
+        out = assembler.feed(numbered, final)
+    rows, starts = out.rows, out.starts
+    header = 0
+    if state["header"] and rows and starts[0] <= fmt.data_line:
+        rows, starts, header = rows[1:], starts[1:], 1
+        state["header"] = False
+    if preamble:
+        blank = sum(1 for x in preamble if isinstance(x, bytes) and not x.strip(b"\r\n"))
+        out.blank += blank
+        out.comments += len(preamble) - blank
+    resume = assembler.resume_line
+    return Chunk(rows, first, starts[0] if starts else first + 1, starts,
+                 resume if resume is not None else batch_end, batch_end, out.bad,
+                 out.blank, out.comments, header, fallbacks)
+
+
+def _fast_records(assembler: Assembler, texts: list[Any], first: int,
+                  fmt: Format) -> Assembled | None:
+    """Every line one record, parsed by one csv call; None when the assembler must decide."""
+    if any(isinstance(t, TooLong) for t in texts):
+        return None
+    comment = fmt.comment
+    if comment and any(comment in t for t in texts):
+        return None
+    try:
+        rows = list(assembler.dialect.reader(texts))
+    except Exception:  # noqa: BLE001 - whatever the csv module objects to, the slow path judges
+        return None
+    last = texts[-1]
+    if len(rows) != len(texts) or line_state(last, CLOSED, assembler.dialect) != CLOSED:
+        return None
+    starts = list(range(first + 1, first + 1 + len(rows)))
+    blank = 0
+    if [] in rows:
+        keep = [i for i, row in enumerate(rows) if row]
+        blank = len(rows) - len(keep)
+        rows, starts = [rows[i] for i in keep], [starts[i] for i in keep]
+    return Assembled(rows, starts, [], blank, 0)
+
+
+def _decode(raw: list[bytes | TooLong]) -> tuple[list[str | TooLong], int]:
+    if not any(isinstance(x, TooLong) for x in raw):
+        return decode_lines(raw)  # type: ignore[arg-type]
+    texts: list[str | TooLong] = []
+    fallbacks = 0
+    for x in raw:
+        if isinstance(x, TooLong):
+            texts.append(x)
+        else:
+            decoded, n = decode_lines([x])
+            texts += decoded
+            fallbacks += n
+    return texts, fallbacks
+
+
+def read_jsonl(path: Path, fmt: Format, chunk_rows: int, skip: int = 0,
+               limits: Limits = Limits()) -> Iterator[Chunk]:
+    end = skip
+    with open_binary(path, fmt.compression, fmt.encoding) as f:
+        try:
+            for first, raw in _line_batches(f, skip, chunk_rows, limits.max_record_bytes):
+                end = first + len(raw)
+                yield _jsonl_chunk(first, raw)
+        except READ_ERRORS as exc:
+            raise _damage(exc, end) from exc
+
+
+def _jsonl_chunk(first: int, raw: list[bytes | TooLong]) -> Chunk:
+    end = first + len(raw)
+    if not any(isinstance(x, TooLong) for x in raw):
+        return Chunk(raw, first, first + 1, None, end, end)
+    records, lines, bad = [], [], []
+    for i, x in enumerate(raw, start=first + 1):
+        if isinstance(x, TooLong):
+            bad.append((i, f"the line is {x.size:,} bytes long, over the limit",
+                        x.head.decode("utf-8", "replace")))
+        else:
+            records.append(x)
+            lines.append(i)
+    return Chunk(records, first, lines[0] if lines else first + 1, lines, end, end, bad)
+
+
+def read_json_array(path: Path, fmt: Format, chunk_rows: int, skip: int = 0,
+                    limits: Limits = Limits()) -> Iterator[Chunk]:
+    binary = open_binary(path, fmt.compression, fmt.encoding)
+    with io.TextIOWrapper(binary, encoding="utf-8", errors=FALLBACK_ERRORS, newline="") as f:
+        items = _array_items(f, limits.max_record_bytes)
+        record = skip
+        for _ in islice(items, skip):
+            pass
         last_line = 1
         while True:
-            batch, error = _take(items, chunk_rows)
+            batch: list[tuple[int, Any]] = []
+            error = None
+            try:
+                batch.extend(islice(items, chunk_rows))  # extend keeps what came before an error
+            except READ_ERRORS as exc:
+                error = exc
             if batch:
                 lines = [line for line, _ in batch]
-                yield Chunk([item for _, item in batch], record, lines[0], lines)
-                record += len(batch)
+                end = record + len(batch)
+                yield Chunk([item for _, item in batch], record, lines[0], lines, end, end)
+                record = end
                 last_line = lines[-1]
             if error is not None:
-                raise DamagedInput(str(error), last_line)
+                raise _damage(error, last_line - 1)
             if len(batch) < chunk_rows:
                 return
 
 
 class ArrayError:
-    """Stands in the item stream where a JSON array stops parsing; the normalizer rejects it."""
+    """Stands in the item stream for an item that cannot be read; the normalizer rejects it."""
 
     def __init__(self, reason: str, raw: str) -> None:
         self.reason, self.raw = reason, raw
 
 
-def _array_items(f: IO[str]) -> Iterator[tuple[int, Any]]:
+def _array_items(f: IO[str], max_chars: int) -> Iterator[tuple[int, Any]]:
     """(line, item) for each element of a top-level JSON array, holding one item at a time.
 
     The standard library's scanner decodes one value from a buffer; when the value runs past the
-    buffer's end we read more and try again, so memory stays at one item plus one block.
+    buffer's end we read more and try again, so memory stays at one item plus one block. NaN and
+    Infinity are not JSON: an item holding them is handed on as an ArrayError, as orjson does
+    for JSON Lines.
     """
-    decoder = json.JSONDecoder()
+    constants: list[str] = []
+
+    def not_json(name: str) -> None:
+        constants.append(name)
+
+    decoder = json.JSONDecoder(parse_constant=not_json)
     buf, pos, line = f.read(BLOCK_CHARS).lstrip("\ufeff"), 0, 1
     eof = False
 
@@ -243,8 +289,8 @@ def _array_items(f: IO[str]) -> Iterator[tuple[int, Any]]:
             return
         if not first:
             if token != ",":
-                yield line, ArrayError(f"expected ',' or ']' but found {token!r}",
-                                       buf[pos:pos + 200])
+                yield line, ArrayError(f"expected ',' or ']' but found {token!r}; the rest "
+                                       "of the file cannot be read", buf[pos:pos + 200])
                 return
             pos += 1
             next_token()
@@ -254,21 +300,22 @@ def _array_items(f: IO[str]) -> Iterator[tuple[int, Any]]:
                 item, end = decoder.raw_decode(buf, pos)
                 break
             except json.JSONDecodeError as exc:
-                if eof or len(buf) - pos > MAX_JSON_ITEM_CHARS:
-                    yield line, ArrayError(f"malformed JSON ({exc.msg}); the rest of the "
-                                           "file cannot be read", buf[pos:pos + 200])
+                if eof or len(buf) - pos > max_chars:
+                    why = "is not complete at the end of the file" if eof else \
+                        f"runs past {max_chars:,} characters"
+                    yield line, ArrayError(f"malformed JSON ({exc.msg}): the item {why}; the "
+                                           "rest of the file cannot be read", buf[pos:pos + 200])
                     return
                 more = f.read(BLOCK_CHARS)
                 eof = not more
                 buf, pos = buf[pos:] + more, 0
-        yield line, item
+        if constants:
+            yield line, ArrayError(f"invalid JSON: {constants[0]} is not a JSON value",
+                                   buf[pos:end][:200])
+            constants.clear()
+        else:
+            yield line, item
         line += buf.count("\n", pos, end)
         pos = end
         if pos > BLOCK_CHARS:
             buf, pos = buf[pos:], 0
-
-
-def _skip(iterator: Any, count: int) -> int:
-    for _ in islice(iterator, count):
-        pass
-    return count

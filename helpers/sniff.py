@@ -1,16 +1,17 @@
 """Tell what a raw file holds from its content, never from its name.
 
-`sniff(path)` peeks at the first bytes: gzip by its magic number, a UTF-8 BOM, the encoding
-(UTF-8, or cp1252 as a recorded fallback), JSON Lines against a JSON array, and for delimited text
-the delimiter that splits the sample into the most consistent rows.
+`sniff(path)` reads a sample (64 KiB after decompression): gzip by its magic number, UTF-8,
+UTF-16 or UTF-32 by the BOM, binary only when the sample is mostly control bytes, JSON Lines
+against a JSON array by the first character. For delimited text it tries every dialect (delimiter
+among `,` `;` `|` tab; quote `"`, `'` or none; doubled quotes or a backslash escape) and keeps
+the one whose records have one and the same field count most often, parsing real quoting, so a
+quoted newline or one ragged row cannot flip it. Comment lines (`#`) and blank lines before the
+header are recognised, and the first record is taken as data, not a header, when every value in
+it fits the type its column has below (the columns are then named `column0`, `column1`, ...).
 """
 
 from __future__ import annotations
 
-import codecs
-import csv
-import gzip
-import io
 import json
 import re
 from collections import Counter
@@ -19,32 +20,61 @@ from pathlib import Path
 
 import orjson
 
-GZIP_MAGIC = b"\x1f\x8b"
-BOM = codecs.BOM_UTF8
+from helpers.csvrecords import Assembler, Dialect
+from helpers.textlines import (
+    GZIP_MAGIC,
+    DamagedInput,
+    bom_encoding,
+    decode_lines,
+    open_binary,
+)
+
 SAMPLE_BYTES = 64 * 1024
+MAX_FIRST_RECORD = 64 * 1024 * 1024  # how far a JSON Lines file's first line is read to sniff it
 DELIMITERS = (",", ";", "|", "\t")
+SINGLE_COLUMN = "\x1f"  # the unit separator: a delimiter that never splits a one-column file
 # Names that are never data, whatever they contain (macOS, Spark, Hadoop and editor droppings).
 NON_DATA_NAMES = re.compile(r"^(\..*|_SUCCESS|_committed_.*|_started_.*|.*~|Thumbs\.db)$")
-
-SINGLE_COLUMN_HEADER = re.compile(r'"?[A-Za-z_][\w.]*"?')
+CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f]")
+BINARY_SHARE = 0.1  # a sample with more control bytes than this is not text
 
 # Kinds: "csv", "jsonl", "json_array", "empty" (no records), "unknown" (not a data file).
 DATA_KINDS = ("csv", "jsonl", "json_array")
+
+# What a value looks like, for telling a header from a first row of data.
+VALUE_TYPES = (
+    # A leading zero makes a code (a zip code, an account), not a number, as in DuckDB.
+    ("integer", re.compile(r"\s*[+-]?(?:0|[1-9][0-9]*)\s*")),
+    ("number", re.compile(r"\s*[+-]?(?:(?:0|[1-9][0-9]*)(?:\.[0-9]*)?|\.[0-9]+)"
+                          r"(?:[eE][+-]?[0-9]+)?\s*")),
+    ("boolean", re.compile(r"\s*(?i:true|false)\s*")),
+    ("date", re.compile(r"\s*(?:[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{1,2}[/.][0-9]{1,2}[/.][0-9]{2,4})"
+                        r"(?:[ T][0-9:.]+(?:Z|[+-][0-9:]+)?)?\s*")),
+)
 
 
 @dataclass(frozen=True)
 class Format:
     kind: str
     compression: str | None = None  # "gzip" or None
-    encoding: str = "utf-8"  # "utf-8", "utf-8-sig" (BOM) or "cp1252" (fallback)
+    encoding: str = "utf-8"  # utf-8, utf-8-sig, utf-16, utf-32; cp1252 when only that fits
     delimiter: str | None = None
     quotechar: str | None = None
-    line_ending: str | None = None  # "\n" or "\r\n"
-    header: list[str] = field(default_factory=list)
+    line_ending: str | None = None  # "\n", "\r\n", "\r" or "mixed"
+    header: list[str] = field(default_factory=list)  # as written; column0... when headerless
+    escapechar: str | None = None
+    comment: str | None = None
+    has_header: bool = True
+    data_line: int = 0  # 0-based index of the first line after the header record
+    skip_lines: int = 0  # lines before the header (or first record): a preamble, comments
     note: str = ""  # why a file is skipped, or what fallback was taken
 
     def describe(self) -> dict:
         return asdict(self)
+
+    @property
+    def dialect(self) -> Dialect:
+        return Dialect(self.delimiter or ",", self.quotechar, self.escapechar, self.comment)
 
 
 def sniff(path: str | Path) -> Format:
@@ -52,98 +82,274 @@ def sniff(path: str | Path) -> Format:
     path = Path(path)
     if NON_DATA_NAMES.match(path.name):
         return Format("unknown", note="hidden or non-data file name")
-    with open(path, "rb") as raw:
-        head = raw.read(SAMPLE_BYTES)
-    compression = None
-    if head.startswith(GZIP_MAGIC):
-        compression = "gzip"
-        try:
-            with gzip.open(path, "rb") as gz:
-                head = gz.read(SAMPLE_BYTES)
-        except (OSError, EOFError) as exc:
-            return Format("unknown", compression, note=f"unreadable gzip: {exc}")
-    if not head.strip(BOM + b" \t\r\n"):
-        return Format("empty", compression, note="no records")
-    if b"\x00" in head:
-        return Format("unknown", compression, note="binary content")
-    encoding, text = _decode_sample(head, complete=len(head) < SAMPLE_BYTES)
-    line_ending = "\r\n" if "\r\n" in text.split("\n", 1)[0] + "\n" else "\n"
-    return _sniff_text(text, compression, encoding, line_ending, len(head) < SAMPLE_BYTES)
-
-
-def _decode_sample(head: bytes, complete: bool) -> tuple[str, str]:
-    """Decode the sample, tolerating a multi-byte character cut at its end."""
-    encoding = "utf-8-sig" if head.startswith(BOM) else "utf-8"
     try:
-        text = codecs.getincrementaldecoder(encoding)().decode(head, final=complete)
-    except UnicodeDecodeError:
-        # Spreadsheet exports from Windows: cp1252 maps almost every byte, so it never fails.
-        encoding = "cp1252"
-        text = head.decode("cp1252", errors="replace")
-    return encoding, text
+        with open(path, "rb") as raw:
+            magic = raw.read(2)
+        compression = "gzip" if magic == GZIP_MAGIC else None
+        head = _read_head(path, compression, None, SAMPLE_BYTES)
+        encoding = bom_encoding(head)
+        if encoding in ("utf-16", "utf-32"):
+            head = _read_head(path, compression, encoding, SAMPLE_BYTES)
+    except (OSError, DamagedInput) as exc:
+        return Format("unknown", note=f"unreadable: {exc}")
+    complete = len(head) < SAMPLE_BYTES
+    if not head.removeprefix(b"\xef\xbb\xbf").strip(b" \t\r\n"):
+        return Format("empty", compression, note="no records")
+    if len(CONTROL_BYTES.findall(head)) > BINARY_SHARE * len(head):
+        return Format("unknown", compression, note="binary content")
+    return _sniff_sample(path, head.removeprefix(b"\xef\xbb\xbf"), complete, compression,
+                         encoding or "utf-8")
 
 
-def _sniff_text(text: str, compression, encoding, line_ending, complete: bool) -> Format:
-    stripped = text.lstrip("\ufeff \t\r\n")
-    if stripped.startswith("["):
-        # The first item's keys, when the sample holds it whole: the columns are then known
-        # before any row is written, as they are from a CSV header.
+def _read_head(path: Path, compression: str | None, encoding: str | None, size: int) -> bytes:
+    """Up to `size` bytes from the start; a damaged file gives what precedes the damage."""
+    out = bytearray()
+    with open_binary(path, compression, encoding or "utf-8") as f:
         try:
-            first = json.JSONDecoder().raw_decode(stripped[1:].lstrip())[0]
-        except json.JSONDecodeError:
-            first = None
-        keys = list(first) if isinstance(first, dict) else []
-        return Format("json_array", compression, encoding, line_ending=line_ending, header=keys)
-    if stripped.startswith("{"):
+            while len(out) < size:
+                block = f.read1(size - len(out))  # one raw read: keeps what precedes damage
+                if not block:
+                    break
+                out += block
+        except (OSError, EOFError, DamagedInput):
+            if not out:
+                raise
+    return bytes(out)
+
+
+def _sniff_sample(path: Path, head: bytes, complete: bool, compression: str | None,
+                  encoding: str) -> Format:
+    raw_lines = head.splitlines(keepends=True)
+    if not complete and len(raw_lines) > 1:
+        raw_lines.pop()  # the sample cut its last line short
+    lines, fallbacks = decode_lines(raw_lines)
+    if fallbacks and encoding == "utf-8":
+        encoding = _label_fallback(raw_lines)
+    ending = _line_ending(head)
+    first = head.lstrip(b" \t\r\n")[:1]
+    common = {"compression": compression, "encoding": encoding, "line_ending": ending}
+    if first == b"[":
+        return _sniff_array(head, complete, common)
+    if first == b"{":
+        return _sniff_jsonl(path, head, complete, common)
+    return _sniff_delimited(lines, complete, common)
+
+
+def _label_fallback(lines: list[bytes]) -> str:
+    """cp1252 when no line holds UTF-8 beyond ASCII (a Windows export); else UTF-8 with strays.
+
+    Only the label: decoding stays per byte sequence either way.
+    """
+    for line in lines:
+        if not line.isascii():
+            try:
+                line.decode("utf-8")
+                return "utf-8"
+            except UnicodeDecodeError:
+                pass
+    return "cp1252"
+
+
+def _line_ending(head: bytes) -> str:
+    crlf = head.count(b"\r\n")
+    cr, lf = head.count(b"\r") - crlf, head.count(b"\n") - crlf
+    kinds = [e for e, n in (("\r\n", crlf), ("\r", cr), ("\n", lf)) if n]
+    return kinds[0] if len(kinds) == 1 else "mixed" if kinds else "\n"
+
+
+def _sniff_array(head: bytes, complete: bool, common: dict) -> Format:
+    # The first item's keys, when the sample holds it whole: the columns are then known
+    # before any row is written, as they are from a CSV header.
+    text = head.decode("utf-8", "replace").lstrip()[1:].lstrip()
+    try:
+        first = json.JSONDecoder().raw_decode(text)[0]
+    except json.JSONDecodeError:
+        first = None
+    keys = list(first) if isinstance(first, dict) else []
+    return Format("json_array", header=keys, **common)
+
+
+def _sniff_jsonl(path: Path, head: bytes, complete: bool, common: dict) -> Format:
+    line = head.lstrip(b" \t\r\n").split(b"\n", 1)[0]
+    if not complete and b"\n" not in head.lstrip(b" \t\r\n"):
+        # The first record is larger than the sample: read on to its end.
+        more = _read_head(path, common["compression"], common["encoding"], MAX_FIRST_RECORD)
+        line = more.lstrip(b"\xef\xbb\xbf \t\r\n").split(b"\n", 1)[0]
+    try:
+        first = orjson.loads(line)
+    except orjson.JSONDecodeError:
         try:
-            first = orjson.loads(stripped.split("\n", 1)[0])
+            first = orjson.loads(line.decode("utf-8", "replace"))
         except orjson.JSONDecodeError:
-            return Format("unknown", compression, encoding, line_ending=line_ending,
-                          note="starts with '{' but its first line is not a JSON object; "
-                               "a single pretty-printed object is not supported")
-        keys = list(first) if isinstance(first, dict) else []
-        return Format("jsonl", compression, encoding, line_ending=line_ending, header=keys)
-    delimiter = detect_delimiter(text, complete)
-    if delimiter is None and SINGLE_COLUMN_HEADER.fullmatch(text.split("\n", 1)[0].strip()):
-        delimiter = ","  # one column: any delimiter reads it, and none appears
-    if delimiter is None:
-        return Format("unknown", compression, encoding, line_ending=line_ending,
-                      note="no delimiter among , ; | tab splits the rows consistently")
-    header = next(csv.reader(io.StringIO(text), delimiter=delimiter))
-    return Format("csv", compression, encoding, delimiter, '"', line_ending, header)
+            return Format("unknown", note="starts with '{' but its first line is not a JSON "
+                                          "object; a single pretty-printed object is not "
+                                          "supported", **common)
+    keys = list(first) if isinstance(first, dict) else []
+    return Format("jsonl", header=keys, **common)
+
+
+def _sniff_delimited(lines: list[str], complete: bool, common: dict) -> Format:
+    content = list(enumerate(lines))
+    best = _best_dialect(content, complete)
+    if best is None:
+        dialect = Dialect(SINGLE_COLUMN, '"', None, None)
+        result = Assembler(dialect).feed(content, final=complete)
+        if not result.rows:
+            return Format("unknown", note="no records found in the sample", **common)
+    else:
+        dialect, result = best
+    rows, starts = result.rows, result.starts
+    skip = _preamble(rows)
+    rows, starts = rows[skip:], starts[skip:]
+    note = f"{starts[0] - 1} lines before the header skipped as preamble" if skip else ""
+    has_header = _first_row_is_header(rows)
+    if has_header:
+        header = rows[0]
+        data_line = _line_after(dialect, content, starts[0])
+    else:
+        header = [f"column{i:0{len(str(len(rows[0]) - 1))}d}" for i in range(len(rows[0]))]
+        data_line = starts[0] - 1
+    return Format("csv", delimiter=dialect.delimiter, quotechar=dialect.quotechar,
+                  escapechar=dialect.escapechar, comment=dialect.comment, header=header,
+                  has_header=has_header, data_line=data_line,
+                  skip_lines=starts[0] - 1 if skip else 0,
+                  note=note, **common)
 
 
 def detect_delimiter(text: str, complete: bool = True) -> str | None:
-    """The candidate delimiter that gives the most rows with one and the same field count.
+    """The delimiter of a delimited text sample, None when no candidate splits it."""
+    best = _best_dialect(list(enumerate(text.splitlines(keepends=True))), complete)
+    return best[0].delimiter if best else None
 
-    Rows are parsed with real CSV quoting, so a delimiter or newline inside quotes does not count;
-    the score is the share of rows that have the most common field count, so one ragged row cannot
-    flip the verdict. Ties go to the delimiter that makes more fields, then to the order above.
+
+def _best_dialect(content: list[tuple[int, str]], complete: bool):
+    """The dialect (and its reading of the sample) whose records agree best on a field count.
+
+    Quoting is chosen per delimiter and comment mode, then those compete: a quote character
+    cannot win by making more fields, a delimiter can. `#` starts comments only where that
+    makes the records agree better (a `#N/A` value would not).
     """
-    best, best_score = None, (0.0, 0)
-    for delimiter in DELIMITERS:
-        counts = _field_counts(text, delimiter, complete)
-        if not counts:
-            continue
-        width, rows = Counter(counts).most_common(1)[0]
-        if width < 2:
-            continue
-        score = (rows / len(counts), width)
-        if score > best_score:
-            best, best_score = delimiter, score
+    sample = "".join(line for _, line in content)
+    comments: list[str | None] = [None]
+    if any(line.lstrip(" \t").startswith("#") for _, line in content):
+        comments.append("#")
+    best, best_rank = None, None
+    for comment in comments:
+        for delimiter in DELIMITERS:
+            if delimiter not in sample:
+                continue
+            readings = []
+            for dialect in _quotings(sample, delimiter, comment):
+                result = Assembler(dialect).feed(content, final=complete)
+                agreement = _agreement(result)
+                if agreement is not None:
+                    share, not_many_bad, width, fewer_bad = agreement
+                    key = (share, not_many_bad, *_quote_preference(sample, dialect), fewer_bad)
+                    readings.append((key, agreement[:3], dialect, result))
+            if not readings:
+                continue
+            _, rank, dialect, result = max(readings, key=lambda r: r[0])
+            if best_rank is None or rank > best_rank:
+                best, best_rank = (dialect, result), rank
     return best
 
 
-def _field_counts(text: str, delimiter: str, complete: bool) -> list[int]:
-    if not complete:
-        text = text[: text.rfind("\n") + 1] or text  # the sample cut the last row short
-    counts = []
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    try:
-        for row in reader:
-            if row:
-                counts.append(len(row))
-    except csv.Error:
-        # Quotes that do not close under this delimiter: counts as one inconsistent row.
-        counts.append(0)
-    return counts
+def _quotings(sample: str, delimiter: str, comment: str | None) -> list[Dialect]:
+    quotes: list[str | None] = ['"'] + (["'"] if "'" in sample else []) + [None]
+    escapes: list[str | None] = [None] + (["\\"] if "\\" in sample else [])
+    return [Dialect(delimiter, q, e, comment) for q in quotes for e in escapes
+            if not (q is None and e is not None)]
+
+
+def _agreement(result) -> tuple | None:
+    """How well the records agree: share with the usual field count, not many bad, width."""
+    counts = [len(row) for row in result.rows]
+    if not counts:
+        return None
+    width, rows = Counter(counts).most_common(1)[0]
+    if width < 2:
+        return None
+    bad = len(result.bad)
+    # A single unterminated quote is a bad record, not a sign of the wrong quote character;
+    # many are.
+    many_bad = bad > 1 and bad > 0.1 * (len(counts) + bad)
+    return (round(rows / len(counts), 6), not many_bad, width, -bad)
+
+
+def _quote_preference(sample: str, dialect: Dialect) -> tuple:
+    """Between equally good readings: the quote character the file wraps values in, then
+    double quotes, doubled to escape."""
+    return (_quote_usage(sample, dialect), dialect.quotechar == '"',
+            dialect.escapechar is None)
+
+
+def _quote_usage(sample: str, dialect: Dialect) -> int:
+    """How many values the sample wraps whole in this dialect's quote character."""
+    q, d = dialect.quotechar, re.escape(dialect.delimiter)
+    if q is None:
+        return 0
+    q = re.escape(q)
+    return len(re.findall(rf"(?:^|{d}){q}[^\n]*?{q}(?={d}|\r?$)", sample, re.MULTILINE))
+
+
+def _preamble(rows: list[list[str]]) -> int:
+    """How many leading records are a preamble (a title, notes) rather than header or data.
+
+    Exports often open with a few lines of text: records of another width than all that
+    follows. At most 20 of them, followed by at least two records (a header and a row) that
+    nearly all share one width.
+    """
+    if len(rows) < 3:
+        return 0
+    width = Counter(map(len, rows)).most_common(1)[0][0]
+    for skip, row in enumerate(rows[:21]):
+        if len(row) == width:
+            rest = rows[skip:]
+            agree = sum(1 for r in rest if len(r) == width)
+            return skip if skip and len(rest) >= 2 and agree >= 0.9 * len(rest) else 0
+    return 0
+
+
+def _first_row_is_header(rows: list[list[str]]) -> bool:
+    """A first row whose every value fits its column's type below, some column not text, is data."""
+    if len(rows) < 2:  # nothing to compare with: a row with a number or a date is data
+        return not any(_column_type([v]) != "text" for v in (rows[0] if rows else []) if v)
+    width = Counter(map(len, rows[1:])).most_common(1)[0][0]
+    if len(rows[0]) != width:
+        return True
+    first = rows[0]
+    if all(_column_type([v]) != "text" for v in first if v) and any(first):
+        return False  # no header is all numbers and dates
+    body = [row for row in rows[1:] if len(row) == width]
+    types = [_column_type([row[j] for row in body]) for j in range(width)]
+    typed = [t != "text" and value != "" for value, t in zip(first, types)]
+    if not any(typed):
+        return True
+    return not all(value == "" or _fits(value, t) for value, t in zip(first, types))
+
+
+def _column_type(values: list[str]) -> str:
+    present = [v for v in values if v != ""]
+    if not present:
+        return "text"
+    for name, pattern in VALUE_TYPES:
+        if all(pattern.fullmatch(v) for v in present):
+            return name
+    return "text"
+
+
+def _fits(value: str, kind: str) -> bool:
+    if kind == "text":
+        return True
+    if kind == "number":  # an integer fits a number column
+        return any(p.fullmatch(value) for n, p in VALUE_TYPES if n in ("integer", "number"))
+    return bool(dict(VALUE_TYPES)[kind].fullmatch(value))
+
+
+def _line_after(dialect: Dialect, content: list[tuple[int, str]], start: int) -> int:
+    """The index of the line after the record that starts on line `start` (from 1)."""
+    assembler = Assembler(dialect)
+    for index, line in content[start - 1:]:
+        if assembler.feed([(index, line)], final=False).rows:
+            return index + 1
+    return len(content)

@@ -286,7 +286,7 @@ def normalize_file(task: dict) -> Iterator[Any]:
     damage: list[Reject] = []
     counts = {"file": task["file"], "rows": 0, "rejected": 0, "blank": 0}
     chunks = read_chunks(path, fmt, task["chunk_rows"])
-    for chunk in until_damaged(chunks, path, damage.append):
+    for chunk in until_damaged(chunks, path, lambda reject, _offset: damage.append(reject)):
         result = normalizer.chunk(chunk)
         counts["rows"] += len(result.lines)
         counts["rejected"] += len(result.rejects)

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-VERSION = 1
+VERSION = 2  # 2: positions are physical lines, and files carry more counts
 
 
 @dataclass

@@ -106,7 +106,8 @@ def test_a_json_array_with_nan_and_a_cut_tail_keeps_what_parses(tmp_path):
     entry = run(tmp_path, "tracks", {"a.json": body})
     assert [orjson.loads(x)["TrackId"] for x in entry["lines"]] == [2]
     reasons = [(r["line"], r["reason"]) for r in entry["reject_records"]]
-    assert reasons[0] == (2, "UnitPrice: nan is not a finite number")
+    # NaN is not JSON: the same verdict as orjson gives it in JSON Lines.
+    assert reasons[0] == (2, "invalid JSON: NaN is not a JSON value")
     assert reasons[1][0] == 4 and "malformed JSON" in reasons[1][1]
 
 

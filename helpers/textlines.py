@@ -1,0 +1,260 @@
+r"""The physical lines of a raw file: decompressed, split at any line ending, decoded, bounded.
+
+Everything format-specific (quotes, JSON) happens above this module. Below it, a file is bytes:
+gzip members are decompressed one after another (trailing zero padding is ignored, damage stops
+the stream with the byte offset); UTF-16 and UTF-32 files (known by their BOM) are transcoded to
+UTF-8; lines end at `\n`, `\r\n` or a lone `\r`, each kept with its ending so that a quoted
+value spanning lines is rebuilt exactly. A line longer than the limit is never held: it becomes a
+`TooLong` marker and the bytes up to the next line ending are skipped.
+
+Decoding is per byte sequence, never per file: valid UTF-8 stays what it is, and only a sequence
+that is not UTF-8 is read as Windows-1252 (a value pasted from a spreadsheet); the lines where that
+happened are counted.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from isal import isal_zlib
+
+GZIP_WBITS = 16 + isal_zlib.MAX_WBITS
+GZIP_MAGIC = b"\x1f\x8b"
+BLOCK_BYTES = 1 << 20
+FALLBACK_ERRORS = "helpers-cp1252"
+# The encodings a BOM identifies; utf-32 first: its little-endian BOM starts like utf-16's.
+BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+        (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"))
+TRANSCODED = ("utf-16", "utf-32")
+
+
+def _decode_as_cp1252(exc: UnicodeDecodeError) -> tuple[str, int]:
+    bad = exc.object[exc.start:exc.end]
+    return bytes(bad).decode("cp1252", errors="replace"), exc.end
+
+
+codecs.register_error(FALLBACK_ERRORS, _decode_as_cp1252)
+
+
+class DamagedInput(Exception):
+    """Reading stopped part-way; `offset` is the byte offset in the file where it stopped."""
+
+    def __init__(self, reason: str, offset: int | None = None, line: int = 0) -> None:
+        super().__init__(reason)
+        self.reason, self.offset, self.line = reason, offset, line
+
+
+@dataclass(frozen=True)
+class TooLong:
+    """Stands for a physical line over the length limit; only its first bytes are kept."""
+
+    head: bytes
+    size: int
+
+
+def bom_encoding(head: bytes) -> str | None:
+    for bom, encoding in BOMS:
+        if head.startswith(bom):
+            return encoding
+    return None
+
+
+class GzipStream(io.RawIOBase):
+    """Decompress a gzip file member after member, with isal (several times zlib's speed).
+
+    A file cut short hands over every byte it could decompress before raising, so the records
+    before the damage are kept; zero bytes after the last member (tape and block padding) end the
+    stream quietly, as gzip itself treats them; anything else that is not a gzip member raises
+    DamagedInput with the offset where it starts.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._file = open(path, "rb")
+        self._inflate = isal_zlib.decompressobj(GZIP_WBITS)
+        self._member_start = 0
+        self._pending = b""
+        self._error: Exception | None = None
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            if self._error is not None:
+                raise self._error
+            if self._done:
+                return 0
+            try:
+                self._pending = self._inflate_more()
+            except isal_zlib.error as exc:
+                self._error = DamagedInput(f"corrupt gzip data in the member that starts at "
+                                           f"byte {self._member_start} ({exc})",
+                                           self._member_start)
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+    def _inflate_more(self) -> bytes:
+        data = self._file.read(1 << 16)
+        if not data:
+            if self._inflate.eof or self._file.tell() == 0:
+                self._done = True
+            else:
+                self._error = DamagedInput("the gzip stream ends before its end-of-stream "
+                                           "marker (the file was cut short)", self._file.tell())
+            return b""
+        out = self._inflate.decompress(data)
+        while self._inflate.eof and self._inflate.unused_data:  # the next member begins
+            rest = self._inflate.unused_data
+            self._member_start = self._file.tell() - len(rest)
+            if not rest.strip(b"\x00"):
+                self._end_of_padding()
+                return out
+            self._inflate = isal_zlib.decompressobj(GZIP_WBITS)
+            try:
+                out += self._inflate.decompress(rest)
+            except isal_zlib.error as exc:  # hand over the members before it first
+                self._error = DamagedInput(f"corrupt gzip data in the member that starts at "
+                                           f"byte {self._member_start} ({exc})",
+                                           self._member_start)
+                return out
+        return out
+
+    def _end_of_padding(self) -> None:
+        """Zeros after the last member end the stream; anything after zeros is damage."""
+        for block in iter(lambda: self._file.read(1 << 16), b""):
+            if block.strip(b"\x00"):
+                offset = self._file.tell() - len(block) + (len(block) - len(block.lstrip(b"\x00")))
+                self._error = DamagedInput(f"unexpected bytes after the zero padding that "
+                                           f"follows the last gzip member, at byte {offset}",
+                                           offset)
+                return
+        self._done = True
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+class Transcoder(io.RawIOBase):
+    """UTF-16 or UTF-32 bytes in, UTF-8 bytes out, so that one line splitter serves every file."""
+
+    def __init__(self, raw: IO[bytes], encoding: str) -> None:
+        self._raw = raw
+        self._decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+        self._pending = b""
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending and not self._eof:
+            data = self._raw.read(BLOCK_BYTES)
+            self._eof = not data
+            self._pending = self._decoder.decode(data, final=self._eof).encode("utf-8")
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def open_binary(path: Path, compression: str | None, encoding: str = "utf-8") -> IO[bytes]:
+    """The file's bytes, decompressed, and in UTF-8 when the file is UTF-16 or UTF-32."""
+    raw: IO[bytes] = (io.BufferedReader(GzipStream(path), buffer_size=1 << 16)
+                      if compression == "gzip" else open(path, "rb"))
+    if encoding in TRANSCODED:
+        return io.BufferedReader(Transcoder(raw, encoding), buffer_size=1 << 16)
+    return raw
+
+
+def split_lines(stream: IO[bytes], max_line_bytes: int,
+                block_bytes: int = BLOCK_BYTES) -> Iterator[list[bytes | TooLong]]:
+    """Lists of physical lines, in order, each with its ending; an over-long line as TooLong.
+
+    A UTF-8 BOM at the start is dropped. Reading errors propagate; the lines yielded before
+    them are complete and final.
+    """
+    carry = b""
+    first = True
+    skipping: TooLong | None = None  # inside an over-long line, waiting for its end
+    # read1: one raw read at a time, so the bytes before a damaged stretch are handed over
+    # before its error (read() would drop a whole block of them with the exception).
+    read = getattr(stream, "read1", stream.read)
+    while True:
+        block = read(block_bytes)
+        if first:
+            block = block.removeprefix(codecs.BOM_UTF8)
+            first = False
+        if not block:
+            break
+        data = carry + block if carry else block
+        lines = data.splitlines(keepends=True)
+        carry = b""
+        if not lines[-1].endswith(b"\n"):
+            carry = lines.pop()  # unfinished, or a \r that a \n in the next block may follow
+        if skipping is not None:
+            if not lines:
+                skipping = TooLong(skipping.head, skipping.size + len(carry))
+                carry = b""
+                continue
+            end = lines.pop(0)
+            lines.insert(0, TooLong(skipping.head, skipping.size + len(end)))
+            skipping = None
+        if len(carry) > max_line_bytes:
+            skipping, carry = TooLong(carry[:200], len(carry)), b""
+        if any(len(line) > max_line_bytes for line in lines if isinstance(line, bytes)):
+            lines = [TooLong(x[:200], len(x)) if isinstance(x, bytes) and len(x) > max_line_bytes
+                     else x for x in lines]
+        if lines:
+            yield lines
+    if skipping is not None:
+        yield [skipping]
+    elif carry:
+        yield [carry if len(carry) <= max_line_bytes else TooLong(carry[:200], len(carry))]
+
+
+def decode_lines(lines: list[bytes]) -> tuple[list[str], int]:
+    """The lines as text, and how many of them needed the cp1252 fallback somewhere."""
+    joined = b"".join(lines)
+    try:
+        text = joined.decode("utf-8")
+    except UnicodeDecodeError:
+        return _decode_each(lines)
+    decoded = text.splitlines(keepends=True)
+    # str.splitlines also splits at \x0b, \x0c, \x1c-\x1e, \x85, \u2028 and \u2029, which are
+    # data, not line endings, for csv; if any split there, decode line by line instead.
+    if len(decoded) == len(lines):
+        return decoded, 0
+    return [line.decode("utf-8") for line in lines], 0
+
+
+def _decode_each(lines: list[bytes]) -> tuple[list[str], int]:
+    out, fallbacks = [], 0
+    for line in lines:
+        try:
+            out.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            out.append(line.decode("utf-8", FALLBACK_ERRORS))
+            fallbacks += 1
+    return out, fallbacks
+
+
+def decode_line(line: bytes) -> tuple[str, bool]:
+    """One line as text, and whether it needed the cp1252 fallback."""
+    try:
+        return line.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return line.decode("utf-8", FALLBACK_ERRORS), True
