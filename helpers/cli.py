@@ -60,9 +60,15 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
                    help="count exact duplicates (default), drop them, or skip hashing")
     p.add_argument("--dedupe-budget-mb", type=int, default=d.dedupe_budget_mb,
                    help="memory for duplicate fingerprints, about 90 bytes per distinct row")
-    p.add_argument("--chunk-rows", type=int, default=d.chunk_rows, help="records per chunk")
+    p.add_argument("--chunk-rows", type=int, default=d.chunk_rows,
+                   help="lines (or JSON array items) per chunk")
     p.add_argument("--checkpoint-rows", type=int, default=d.checkpoint_rows,
-                   help="records between checkpoints inside a file")
+                   help="lines (or items) between checkpoints inside a file")
+    p.add_argument("--max-record-lines", type=int, default=d.max_record_lines,
+                   help="a quoted value open longer than this is an unterminated quote: its "
+                        "record is rejected and reading resumes on the next line")
+    p.add_argument("--max-record-bytes", type=int, default=d.max_record_bytes,
+                   help="the same limit in bytes; a longer line is rejected too")
     p.add_argument("--level", type=int, choices=range(4), default=d.level,
                    help="gzip level of the output (isal, 0-3)")
     p.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
@@ -85,7 +91,9 @@ def _ingest(args: argparse.Namespace) -> int:
 
     options = Options(chunk_rows=args.chunk_rows, checkpoint_rows=args.checkpoint_rows,
                       level=args.level, dedupe=args.dedupe,
-                      dedupe_budget_mb=args.dedupe_budget_mb)
+                      dedupe_budget_mb=args.dedupe_budget_mb,
+                      max_record_lines=args.max_record_lines,
+                      max_record_bytes=args.max_record_bytes)
     if args.engine == "spark":
         from helpers.spark_engine import ingest_spark
 

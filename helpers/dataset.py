@@ -182,9 +182,7 @@ class _Run:
         if self.ckpt.file_index == index and self.ckpt.record and stats["files"]:
             counts = stats["files"].pop()  # resuming inside this file
         else:
-            counts = {"name": path.name, **describe_format(fmt), "rows": 0, "rejected": 0,
-                      "blank": 0, "comments": 0, "physical_records": 0, "fallback_lines": 0,
-                      "renamed": {}, "damage": None}
+            counts = new_counts(path.name, fmt)
         normalizer = Normalizer(self.schema, fmt, path.name)
         options = self.options
         chunks = read_chunks(path, fmt, options.chunk_rows, self.ckpt.record, options.limits)
@@ -199,7 +197,7 @@ class _Run:
         for chunk in until_damaged(chunks, path, on_damage):
             result = normalizer.chunk(chunk)
             self._write(result.lines, result.rejects)
-            _count(counts, result)
+            add_counts(counts, result)
             stats["blank"] += result.blank
             if progress is not None:
                 progress(len(chunk.records))
@@ -298,7 +296,14 @@ def until_damaged(chunks: Iterable[Chunk], path: Path,
                                           f"the records before it were kept", ""), offset)
 
 
-def _count(counts: dict[str, Any], result: Any) -> None:
+def new_counts(name: str, fmt: Format) -> dict[str, Any]:
+    """A file's entry in the manifest, before its first chunk."""
+    return {"name": name, **describe_format(fmt), "rows": 0, "rejected": 0, "blank": 0,
+            "comments": 0, "physical_records": 0, "fallback_lines": 0, "renamed": {},
+            "damage": None}
+
+
+def add_counts(counts: dict[str, Any], result: Any) -> None:
     """Add a chunk's result to a file's counts; every record lands in exactly one of them."""
     counts["rows"] += len(result.lines)
     counts["rejected"] += len(result.rejects)
@@ -310,8 +315,9 @@ def _count(counts: dict[str, Any], result: Any) -> None:
 
 
 def describe_format(fmt: Format) -> dict[str, Any]:
-    return {"format": fmt.kind, "delimiter": fmt.delimiter, "encoding": fmt.encoding,
-            "compression": fmt.compression}
+    return {"format": fmt.kind, "delimiter": fmt.delimiter, "quotechar": fmt.quotechar,
+            "escapechar": fmt.escapechar, "comment": fmt.comment, "header": fmt.has_header,
+            "encoding": fmt.encoding, "compression": fmt.compression, "note": fmt.note}
 
 
 def file_sha256(path: Path) -> str:

@@ -23,6 +23,7 @@ from helpers.textlines import (
     FALLBACK_ERRORS,
     DamagedInput,
     TooLong,
+    WithTooLong,
     decode_lines,
     open_binary,
     split_lines,
@@ -66,10 +67,15 @@ def read_chunks(path: Path, fmt: Format, chunk_rows: int, skip: int = 0,
 
 def _line_batches(f: IO[bytes], start: int, size: int,
                   max_bytes: int) -> Iterator[tuple[int, list[bytes | TooLong]]]:
-    """(first index, lines), cut where the line index is a multiple of `size`, from `start` on."""
+    """(first index, lines), cut where the line index is a multiple of `size`, from `start` on.
+
+    A batch that may hold TooLong markers is a WithTooLong list.
+    """
     index, batch, batch_start = 0, [], start
+    long = False
     try:
         for lines in split_lines(f, max_bytes):
+            long = long or isinstance(lines, WithTooLong)
             if index + len(lines) <= start:
                 index += len(lines)
                 continue
@@ -84,14 +90,14 @@ def _line_batches(f: IO[bytes], start: int, size: int,
                 index += len(take)
                 pos += len(take)
                 if index % size == 0:
-                    yield batch_start, batch
-                    batch = []
+                    yield batch_start, WithTooLong(batch) if long else batch
+                    batch, long = [], isinstance(lines, WithTooLong) and pos < len(lines)
     except READ_ERRORS:
         if batch:  # the complete lines before the damage are records like any others
-            yield batch_start, batch
+            yield batch_start, WithTooLong(batch) if long else batch
         raise
     if batch:
-        yield batch_start, batch
+        yield batch_start, WithTooLong(batch) if long else batch
 
 
 def read_csv(path: Path, fmt: Format, chunk_rows: int, skip: int = 0,
@@ -124,14 +130,13 @@ def _csv_chunk(assembler: Assembler, first: int, raw: list[bytes | TooLong], fmt
     batch_end = first + len(raw)
     preamble = raw[:max(0, fmt.skip_lines - first)]
     if preamble:  # blank lines, comments and notes before the header: never records
-        raw, first = raw[len(preamble):], first + len(preamble)
+        raw, first = type(raw)(raw[len(preamble):]), first + len(preamble)
     texts, fallbacks = _decode(raw)
-    numbered = list(enumerate(texts, start=first))
     out = None
     if not assembler.pending and not final and texts:
         out = _fast_records(assembler, texts, first, fmt)
     if out is None:
-        out = assembler.feed(numbered, final)
+        out = assembler.feed(list(enumerate(texts, start=first)), final)
     rows, starts = out.rows, out.starts
     header = 0
     if state["header"] and rows and starts[0] <= fmt.data_line:
@@ -150,7 +155,7 @@ def _csv_chunk(assembler: Assembler, first: int, raw: list[bytes | TooLong], fmt
 def _fast_records(assembler: Assembler, texts: list[Any], first: int,
                   fmt: Format) -> Assembled | None:
     """Every line one record, parsed by one csv call; None when the assembler must decide."""
-    if any(isinstance(t, TooLong) for t in texts):
+    if isinstance(texts, WithTooLong):
         return None
     comment = fmt.comment
     if comment and any(comment in t for t in texts):
@@ -172,9 +177,9 @@ def _fast_records(assembler: Assembler, texts: list[Any], first: int,
 
 
 def _decode(raw: list[bytes | TooLong]) -> tuple[list[str | TooLong], int]:
-    if not any(isinstance(x, TooLong) for x in raw):
+    if not isinstance(raw, WithTooLong):
         return decode_lines(raw)  # type: ignore[arg-type]
-    texts: list[str | TooLong] = []
+    texts: list[str | TooLong] = WithTooLong()
     fallbacks = 0
     for x in raw:
         if isinstance(x, TooLong):
@@ -200,7 +205,7 @@ def read_jsonl(path: Path, fmt: Format, chunk_rows: int, skip: int = 0,
 
 def _jsonl_chunk(first: int, raw: list[bytes | TooLong]) -> Chunk:
     end = first + len(raw)
-    if not any(isinstance(x, TooLong) for x in raw):
+    if not isinstance(raw, WithTooLong):
         return Chunk(raw, first, first + 1, None, end, end)
     records, lines, bad = [], [], []
     for i, x in enumerate(raw, start=first + 1):

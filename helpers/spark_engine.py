@@ -44,12 +44,12 @@ from typing import Any
 
 import orjson
 
-from helpers.dataset import Options, describe_format, list_files, until_damaged
+from helpers.dataset import Options, add_counts, list_files, new_counts, until_damaged
 from helpers.errors import HelpersError
 from helpers.ingest import dataset_folders, output_lock, write_manifest
 from helpers.normalize import Normalizer, Reject
-from helpers.readers import read_chunks
-from helpers.schema import Column, Schema, schema_for
+from helpers.readers import Limits, read_chunks
+from helpers.schema import Column, Schema, map_header, schema_for
 from helpers.sniff import DATA_KINDS, Format
 
 LINE, REJECT, COUNTS = 0, 1, 2  # the kinds of text a task sends back
@@ -169,8 +169,7 @@ def ingest_dataset_spark(spark: Any, folder: Path, out: Path, options: Options) 
                for p, f in files if f.kind not in DATA_KINDS]
     schema = schema_for(folder.name)
     for _, fmt in data:  # as the local engine: every header's columns before the first row
-        for name in fmt.header:
-            schema.index(name)
+        map_header(fmt.header, schema)
     tasks = [_task(i, path, fmt, schema, options) for i, (path, fmt) in enumerate(data)]
     rows = _normalize(spark, tasks).persist(StorageLevel.MEMORY_AND_DISK)
     cached = [rows]
@@ -196,8 +195,8 @@ def ingest_dataset_spark(spark: Any, folder: Path, out: Path, options: Options) 
         "spark_master": spark.sparkContext.master,
         "output": str(out / folder.name),
         "rejects": str(out / "_rejects" / folder.name),
-        "files": [{"name": p.name, **describe_format(f), "rows": c["rows"],
-                   "rejected": c["rejected"]} for (p, f), c in zip(data, counts)],
+        "files": [{k: v for k, v in c.items() if k not in ("file", "drift", "events")}
+                  for c in counts],
         "rows_read": total + rejected,
         "rows_written": written,
         "rows_rejected": rejected,
@@ -206,6 +205,8 @@ def ingest_dataset_spark(spark: Any, folder: Path, out: Path, options: Options) 
         "duplicates_exact": True,
         "distinct_rows": distinct,
         "blank_lines": sum(c["blank"] for c in counts),
+        "comment_lines": sum(c["comments"] for c in counts),
+        "files_damaged": sum(1 for c in counts if c["damage"]),
         "columns": schema.names,
         "drifted_columns": schema.drift,
         "bytes": sum(p.stat().st_size for p in paths),
@@ -222,7 +223,8 @@ def _task(index: int, path: Path, fmt: Format, schema: Schema, options: Options)
     return {"file": index, "path": str(path.resolve()), "format": fmt.describe(),
             "dataset": schema.name, "declared": schema.declared,
             "columns": [[c.name, c.kind, c.nullable] for c in schema.columns],
-            "chunk_rows": options.chunk_rows}
+            "chunk_rows": options.chunk_rows,
+            "limits": [options.max_record_lines, options.max_record_bytes]}
 
 
 def _normalize(spark: Any, tasks: list[dict]) -> Any:
@@ -283,19 +285,23 @@ def normalize_file(task: dict) -> Iterator[Any]:
     schema = Schema(task["dataset"], [Column(*c) for c in task["columns"]], task["declared"])
     start = len(schema.columns)
     normalizer = Normalizer(schema, fmt, path.name)
-    damage: list[Reject] = []
-    counts = {"file": task["file"], "rows": 0, "rejected": 0, "blank": 0}
-    chunks = read_chunks(path, fmt, task["chunk_rows"])
-    for chunk in until_damaged(chunks, path, lambda reject, _offset: damage.append(reject)):
+    damage: list[tuple[Reject, int | None]] = []
+    counts = {"file": task["file"], **new_counts(path.name, fmt)}
+    chunks = read_chunks(path, fmt, task["chunk_rows"], 0, Limits(*task["limits"]))
+    for chunk in until_damaged(chunks, path, lambda reject, offset: damage.append(
+            (reject, offset))):
         result = normalizer.chunk(chunk)
-        counts["rows"] += len(result.lines)
-        counts["rejected"] += len(result.rejects)
-        counts["blank"] += result.blank
+        add_counts(counts, result)
         yield _batch(task["file"], result.lines, [r.to_json() for r in result.rejects])
-    counts["rejected"] += len(damage)
+    counts["renamed"] = normalizer.renamed
+    if damage:  # as the local engine: the unreadable rest is one reject
+        (reject, offset), = damage
+        counts["rejected"] += 1
+        counts["physical_records"] += 1
+        counts["damage"] = {"line": reject.line, "offset": offset, "reason": reject.reason}
     counts["drift"] = schema.names[start:]
-    counts["events"] = [f"{path.name}: {r.reason}" for r in damage]
-    yield _batch(task["file"], [], [r.to_json() for r in damage], orjson.dumps(counts))
+    counts["events"] = [f"{path.name}: {r.reason}" for r, _ in damage]
+    yield _batch(task["file"], [], [r.to_json() for r, _ in damage], orjson.dumps(counts))
 
 
 def _batch(file: int, lines: list[bytes], rejects: list[bytes], counts: bytes | None = None):

@@ -58,6 +58,10 @@ class TooLong:
     size: int
 
 
+class WithTooLong(list):
+    """A list of lines of which some are TooLong: the readers check the list, not each line."""
+
+
 def bom_encoding(head: bytes) -> str | None:
     for bom, encoding in BOMS:
         if head.startswith(bom):
@@ -215,15 +219,16 @@ def split_lines(stream: IO[bytes], max_line_bytes: int,
             skipping = None
         if len(carry) > max_line_bytes:
             skipping, carry = TooLong(carry[:200], len(carry)), b""
-        if any(len(line) > max_line_bytes for line in lines if isinstance(line, bytes)):
-            lines = [TooLong(x[:200], len(x)) if isinstance(x, bytes) and len(x) > max_line_bytes
-                     else x for x in lines]
+        if lines and (isinstance(lines[0], TooLong) or max(map(len, lines)) > max_line_bytes):
+            lines = WithTooLong(TooLong(x[:200], len(x)) if isinstance(x, bytes)
+                                and len(x) > max_line_bytes else x for x in lines)
         if lines:
             yield lines
     if skipping is not None:
-        yield [skipping]
+        yield WithTooLong([skipping])
     elif carry:
-        yield [carry if len(carry) <= max_line_bytes else TooLong(carry[:200], len(carry))]
+        yield [carry] if len(carry) <= max_line_bytes else \
+            WithTooLong([TooLong(carry[:200], len(carry))])
 
 
 def decode_lines(lines: list[bytes]) -> tuple[list[str], int]:
