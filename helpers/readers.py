@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from helpers.csvrecords import CLOSED, Assembled, Assembler, line_state
+from helpers.schema import parse_json_int
 from helpers.sniff import Format
 from helpers.textlines import (
     FALLBACK_ERRORS,
@@ -266,7 +267,9 @@ def _array_items(f: IO[str], max_chars: int) -> Iterator[tuple[int, Any]]:
     def not_json(name: str) -> None:
         constants.append(name)
 
-    decoder = json.JSONDecoder(parse_constant=not_json)
+    # Integers beyond 64 bits stay their digits: the standard library refuses to make an int
+    # of over 4,300 digits, and the normalizer gives digits and numbers the same verdict.
+    decoder = json.JSONDecoder(parse_constant=not_json, parse_int=parse_json_int)
     buf, pos, line = f.read(BLOCK_CHARS).lstrip("\ufeff"), 0, 1
     eof = False
 

@@ -266,10 +266,11 @@ def loads_exact(text: str | bytes) -> Any:
     orjson reads such integers as floats, and the stdlib refuses to turn over 4,300 digits into
     an int; a JSON string of digits and a JSON number of digits get the same verdict anyway.
     """
-    return json.loads(text, parse_int=_parse_int, parse_constant=_not_json)
+    return json.loads(text, parse_int=parse_json_int, parse_constant=_not_json)
 
 
-def _parse_int(digits: str) -> int | str:
+def parse_json_int(digits: str) -> int | str:
+    """A JSON integer token: an int within 64 bits, else its digits."""
     if len(digits) <= 20:
         number = int(digits)
         if -INT64 <= number < INT64:

@@ -21,6 +21,7 @@ from pathlib import Path
 import orjson
 
 from helpers.csvrecords import Assembler, Dialect
+from helpers.schema import parse_json_int
 from helpers.textlines import (
     GZIP_MAGIC,
     DamagedInput,
@@ -78,8 +79,15 @@ class Format:
 
 
 def sniff(path: str | Path) -> Format:
-    """Detect the format of one raw file from its first bytes."""
+    """Detect the format of one raw file from its first bytes; never raises for its content."""
     path = Path(path)
+    try:
+        return _sniff(path)
+    except Exception as exc:  # noqa: BLE001 - a file we cannot make out is skipped, and says why
+        return Format("unknown", note=f"could not be sniffed ({type(exc).__name__}: {exc})")
+
+
+def _sniff(path: Path) -> Format:
     if NON_DATA_NAMES.match(path.name):
         return Format("unknown", note="hidden or non-data file name")
     try:
@@ -162,8 +170,8 @@ def _sniff_array(head: bytes, complete: bool, common: dict) -> Format:
     # before any row is written, as they are from a CSV header.
     text = head.decode("utf-8", "replace").lstrip()[1:].lstrip()
     try:
-        first = json.JSONDecoder().raw_decode(text)[0]
-    except json.JSONDecodeError:
+        first = json.JSONDecoder(parse_int=parse_json_int).raw_decode(text)[0]
+    except (ValueError, RecursionError):
         first = None
     keys = list(first) if isinstance(first, dict) else []
     return Format("json_array", header=keys, **common)

@@ -1,0 +1,146 @@
+"""The readers on their own: line endings, record boundaries, resync, limits, damage, resume."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from helpers.csvrecords import Assembler, Dialect, parse_lenient
+from helpers.readers import Limits, read_chunks
+from helpers.sniff import sniff
+from helpers.textlines import DamagedInput
+
+DEFAULT = Limits()
+
+
+def records(path: Path, chunk_rows: int = 3, skip: int = 0, limits: Limits = DEFAULT):
+    """(line, record) for every record, and (line, reason) for every reader reject."""
+    fmt = sniff(path)
+    rows, bad = [], []
+    for chunk in read_chunks(path, fmt, chunk_rows, skip, limits):
+        lines = chunk.lines or range(chunk.first_line, chunk.first_line + len(chunk.records))
+        rows += list(zip(lines, chunk.records))
+        bad += [(line, reason) for line, reason, _ in chunk.bad]
+    return rows, bad
+
+
+def write(tmp_path: Path, body: bytes, name: str = "f.csv") -> Path:
+    path = tmp_path / name
+    path.write_bytes(body)
+    return path
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n", b"\r"])
+def test_every_line_ending_gives_the_same_records_and_lines(tmp_path, ending):
+    body = ending.join([b"id,name", b"1,ann", b'2,"b', b'ob"', b"3,cy"]) + ending
+    rows, bad = records(write(tmp_path, body))
+    assert [(line, row[0]) for line, row in rows] == [(2, "1"), (3, "2"), (5, "3")]
+    assert rows[1][1][1] == "b" + ending.decode() + "ob"  # the value keeps its own line break
+    assert bad == []
+
+
+def test_an_unterminated_quote_costs_one_record(tmp_path):
+    body = b'id,name\n1,ann\n2,"bob\n3,cy\n4,dee\n'
+    rows, bad = records(write(tmp_path, body), limits=Limits(max_record_lines=2))
+    assert [line for line, _ in rows] == [2, 4, 5]
+    assert len(bad) == 1 and bad[0][0] == 3 and "unterminated quote" in bad[0][1]
+
+
+def test_an_unterminated_quote_at_the_end_of_the_file_resyncs_too(tmp_path):
+    rows, bad = records(write(tmp_path, b'id,name\n1,"ann\n2,bob\n3,cy\n'))
+    assert [line for line, _ in rows] == [3, 4]
+    assert [line for line, _ in bad] == [2]
+
+
+def test_a_line_over_the_limit_is_rejected_without_being_kept(tmp_path):
+    body = b"id,name\n1,ann\n2," + b"x" * 5000 + b"\n3,cy\n"
+    rows, bad = records(write(tmp_path, body), limits=Limits(max_record_bytes=1000))
+    assert [line for line, _ in rows] == [2, 4]
+    assert bad[0][0] == 3 and "over the limit" in bad[0][1]
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 3, 5, 100])
+def test_resuming_at_any_chunk_reads_exactly_the_records_after_it(tmp_path, chunk_rows):
+    body = (b'# export\nid,note\n1,"a\nb"\n2,plain\n\n3,"c,\n\nd"\n4,"e\n5,x\n6,f""g\n')
+    path = write(tmp_path, body)
+    fmt = sniff(path)
+    limits = Limits(max_record_lines=3)
+    chunks = list(read_chunks(path, fmt, chunk_rows, 0, limits))
+    full = [(c.lines[i], r) for c in chunks for i, r in enumerate(c.records)]
+    for n, chunk in enumerate(chunks):
+        after = [(c.lines[i], r) for c in chunks[n + 1:] for i, r in enumerate(c.records)]
+        resumed, _ = records(path, chunk_rows, chunk.resume_at, limits)
+        assert resumed == after, (n, chunk.resume_at)
+    assert [line for line, _ in full] == [3, 5, 7, 11, 12]  # line 10's quote never closes
+
+
+def test_gzip_zero_padding_is_ignored_and_a_corrupt_member_keeps_the_one_before(tmp_path):
+    first = gzip.compress(b"id,name\n1,ann\n2,bob\n", mtime=0)
+    padded = write(tmp_path, first + b"\0" * 512, "padded.csv.gz")
+    assert [row for _, row in records(padded)[0]] == [["1", "ann"], ["2", "bob"]]
+    second = bytearray(gzip.compress(b"3,cy\n", mtime=0))
+    second[10] = 0xFF  # a reserved deflate block type: the member fails at once
+    damaged = write(tmp_path, first + bytes(second), "damaged.csv.gz")
+    fmt = sniff(damaged)
+    got = []
+    with pytest.raises(DamagedInput) as caught:
+        for chunk in read_chunks(damaged, fmt, 100):
+            got += chunk.records
+    assert got == [["1", "ann"], ["2", "bob"]]
+    assert caught.value.offset == len(first)
+
+
+def test_json_lines_keep_their_line_numbers_around_an_over_long_line(tmp_path):
+    body = b'{"a": 1}\n{"a": "' + b"x" * 3000 + b'"}\n\n{"a": 3}\n'
+    fmt = sniff(write(tmp_path, body, "f.jsonl"))
+    chunks = list(read_chunks(tmp_path / "f.jsonl", fmt, 10, 0, Limits(max_record_bytes=100)))
+    (chunk,) = chunks
+    assert chunk.lines == [1, 3, 4] and chunk.records[0] == b'{"a": 1}\n'
+    assert chunk.bad[0][0] == 2
+
+
+def test_utf16_and_utf32_are_read_through_their_bom(tmp_path):
+    text = "id,name\r\n1,Zoë\r\n2,日本\r\n"
+    for codec, name in (("utf-16", "a.csv"), ("utf-32", "b.csv")):
+        rows, _ = records(write(tmp_path, text.encode(codec), name))
+        assert [row for _, row in rows] == [["1", "Zoë"], ["2", "日本"]]
+
+
+def test_a_stray_cp1252_byte_changes_only_its_own_character(tmp_path):
+    body = "id,name\n1,Café\n2,".encode() + b"don\x92t\n"
+    rows, _ = records(write(tmp_path, body))
+    assert [row[1] for _, row in rows] == ["Café", "don\u2019t"]
+
+
+def test_lenient_parsing_reads_stray_quotes_as_a_person_would():
+    d = Dialect(",", '"')
+    assert parse_lenient('"Pedro "the" legend",2\n', d) == ['Pedro "the" legend', "2"]
+    assert parse_lenient('"ab"c,d\n', d) == ['"ab"c', "d"]
+    assert parse_lenient('a,,\n', d) == ["a", "", ""]
+
+
+ALPHABET = st.text(st.sampled_from(['a', ',', '"', "\n", "\r", " ", "\\"]), max_size=40)
+
+
+@settings(max_examples=400, deadline=None)
+@given(ALPHABET, st.sampled_from([None, "\\"]))
+def test_record_boundaries_agree_with_the_csv_module(text, escape):
+    """Where no quote is left open, the assembler splits records exactly where csv does."""
+    dialect = Dialect(",", '"', escape)
+    lines = text.splitlines(keepends=True)
+    out = Assembler(dialect).feed(list(enumerate(lines)), final=True)
+    if out.bad or not lines:
+        return
+    reader = csv.reader(iter(lines), **{**dialect.reader_options(), "strict": False})
+    starts, seen = [], 0
+    for row in reader:
+        if row:  # csv gives an empty line as []; the assembler counts it as blank
+            starts.append(seen + 1)
+        seen = reader.line_num
+    assert out.starts == starts
+    assert len(out.rows) == len(starts)
