@@ -100,12 +100,21 @@ def _ingest(args: argparse.Namespace) -> int:
         manifest = ingest_spark(args.raw, args.out, datasets=args.dataset, options=options,
                                 master=args.master)
         print(summary_table(manifest))
+        _print_events(manifest)
         return 0
     manifest = ingest(args.raw, args.out, datasets=args.dataset, options=options,
                       jobs=args.jobs, fresh=args.fresh, progress=not args.no_progress,
                       log_dir=args.log_dir)
     print(summary_table(manifest))
+    _print_events(manifest)
     return 0
+
+
+def _print_events(manifest: dict) -> None:
+    """What the table cannot show: renamed columns, damaged and skipped files, restarts."""
+    for name, entry in manifest.items():
+        for event in entry["events"]:
+            print(f"{name}: {event}")
 
 
 # --- make-raw -------------------------------------------------------------------------------

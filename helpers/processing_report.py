@@ -28,7 +28,7 @@ from helpers.sniff import DATA_KINDS, Format
 
 GROUND_TRUTH = "MANIFEST.json"
 DELIMITER_NAMES = {"\t": "tab", " ": "space"}
-LINE_ENDINGS = {"\n": "LF", "\r\n": "CRLF"}
+LINE_ENDINGS = {"\n": "LF", "\r\n": "CRLF", "\r": "CR"}
 RAW_PREVIEW = 60  # characters of a rejected record's text shown in a table
 JSON_TYPES = {"integer": (int,), "number": (int, float), "text": (str,)}
 NOT_LOADED = "-"  # a count that does not apply to a table copied from the base

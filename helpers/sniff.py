@@ -61,7 +61,7 @@ class Format:
     encoding: str = "utf-8"  # utf-8, utf-8-sig, utf-16, utf-32; cp1252 when only that fits
     delimiter: str | None = None
     quotechar: str | None = None
-    line_ending: str | None = None  # "\n", "\r\n", "\r" or "mixed"
+    line_ending: str | None = None  # the first line's: "\n", "\r\n" or "\r"
     header: list[str] = field(default_factory=list)  # as written; column0... when headerless
     escapechar: str | None = None
     comment: str | None = None
@@ -159,10 +159,9 @@ def _label_fallback(lines: list[bytes]) -> str:
 
 
 def _line_ending(head: bytes) -> str:
-    crlf = head.count(b"\r\n")
-    cr, lf = head.count(b"\r") - crlf, head.count(b"\n") - crlf
-    kinds = [e for e, n in (("\r\n", crlf), ("\r", cr), ("\n", lf)) if n]
-    return kinds[0] if len(kinds) == 1 else "mixed" if kinds else "\n"
+    """The first line's ending: a quoted value may hold other breaks, so later ones do not vote."""
+    found = re.search(rb"\r\n|\r|\n", head)
+    return found.group().decode() if found else "\n"
 
 
 def _sniff_array(head: bytes, complete: bool, common: dict) -> Format:
