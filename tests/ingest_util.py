@@ -7,8 +7,8 @@ from pathlib import Path
 
 import orjson
 
-from helpers.dataset import Options
-from helpers.ingest import ingest
+from helpers.ingest.dataset_pass import Options
+from helpers.ingest.engine import ingest
 
 
 def write_raw(root: Path, dataset: str, files: dict[str, bytes]) -> Path:

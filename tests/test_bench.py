@@ -185,15 +185,15 @@ def test_measured_memory_covers_the_whole_process_tree():
 def test_profile_summary_reads_subprocess_stacks():
     collapsed = (
         'process 1:"python -m helpers ingest";main (helpers/cli.py:9);'
-        "chunk (helpers/normalize.py:80);loads (json/__init__.py:3) 3\n"
+        "chunk (helpers/ingest/normalize.py:80);loads (json/__init__.py:3) 3\n"
         'process 2:"python -c from multiprocessing.spawn import spawn_main; spawn_main(8)";'
-        "chunk (/x/helpers/normalize.py:81) 1\n"
+        "chunk (/x/helpers/ingest/normalize.py:81) 1\n"
         'process 3:"python -c idle; idle" 4\n')
     summary = profile.summarize(collapsed)
     assert summary["samples"] == 4
     assert summary["self_top"][0] == {"function": "loads (__init__.py)", "percent": 75.0}
     inclusive = {f["function"]: f["percent"] for f in summary["helpers_inclusive"]}
-    assert inclusive == {"helpers.normalize.chunk": 100.0, "helpers.cli.main": 75.0}
+    assert inclusive == {"helpers.ingest.normalize.chunk": 100.0, "helpers.cli.main": 75.0}
 
 
 def test_a_peer_whose_library_is_missing_is_reported_as_skipped(tmp_path, chinook_db,

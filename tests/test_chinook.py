@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers.chinook import SDIST_FILE, build_db
+from helpers.chinook.tables import ROW_COUNTS, TABLES
 from helpers.errors import DownloadError
-from helpers.tables import ROW_COUNTS, TABLES
+from helpers.warehouse.build import SDIST_FILE, build_db
 
 from .conftest import SDIST_CACHE
 

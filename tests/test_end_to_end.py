@@ -7,9 +7,9 @@ import nbformat
 import pandas as pd
 import pytest
 
-from helpers.ingest import ingest
-from helpers.load import load
-from helpers.rawgen import make_raw
+from helpers.ingest.engine import ingest
+from helpers.rawgen.generate import make_raw
+from helpers.warehouse.load import load
 
 from .test_wrangling import NOTEBOOK, QUESTIONS, question_sql
 

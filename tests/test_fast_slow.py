@@ -17,10 +17,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from helpers.normalize import Normalizer
-from helpers.readers import read_chunks
-from helpers.schema import map_header, schema_for
-from helpers.sniff import DATA_KINDS, sniff
+from helpers.ingest.normalize import Normalizer
+from helpers.ingest.readers import read_chunks
+from helpers.ingest.schema import map_header, schema_for
+from helpers.ingest.sniff import DATA_KINDS, sniff
 
 DATASETS = ["track_facts", "orders", "tracks", "things"]
 THINGS = ["id", "name", "Price", "when"]

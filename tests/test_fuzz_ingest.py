@@ -18,8 +18,8 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers.dataset import Options
-from helpers.ingest import ingest
+from helpers.ingest.dataset_pass import Options
+from helpers.ingest.engine import ingest
 
 FACTS = b"TrackId,Milliseconds,Bytes\n" + b"".join(
     b"%d,%d,%s\n" % (i, 200_000 + 37 * i, b"" if i % 7 == 0 else b"%d" % (6_000_000 + i))

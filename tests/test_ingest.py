@@ -7,12 +7,12 @@ from collections import Counter
 import orjson
 import pytest
 
+from helpers.chinook.datasets import DATASETS
 from helpers.cli import main
-from helpers.dataset import Options
-from helpers.datasets import DATASETS
 from helpers.errors import InputError
-from helpers.ingest import ingest
-from helpers.rawgen import make_raw
+from helpers.ingest.dataset_pass import Options
+from helpers.ingest.engine import ingest
+from helpers.rawgen.generate import make_raw
 
 from .ingest_util import read_lines
 
@@ -181,7 +181,7 @@ def test_a_full_disk_stops_the_run_with_one_line_and_keeps_the_checkpoint(raw, t
                                                                           monkeypatch, capsys):
     import errno
 
-    from helpers import writer
+    from helpers.ingest import writer
 
     folder, _ = raw
     real_write = writer.MemberWriter.write

@@ -28,8 +28,8 @@ import orjson
 import psutil
 import pytest
 
-from helpers import state
-from helpers.rawgen import make_raw
+from helpers.ingest import checkpoint
+from helpers.rawgen.generate import make_raw
 
 SCALE = 10  # about 8 MB: a second or two per run, with dozens of checkpoints
 SMALL_CHUNKS = ["--chunk-rows", "500", "--checkpoint-rows", "1500"]
@@ -115,8 +115,8 @@ def wait_until(proc: subprocess.Popen, condition: Callable[[], bool], what: str)
     pytest.fail(f"the run ended before {what}: the kill would not have landed mid-run")
 
 
-def checkpoints(out: Path) -> dict[str, state.Checkpoint]:
-    found = {p.stem: state.load(p) for p in sorted((out / "_state").glob("*.json"))}
+def checkpoints(out: Path) -> dict[str, checkpoint.Checkpoint]:
+    found = {p.stem: checkpoint.read(p) for p in sorted((out / "_state").glob("*.json"))}
     return {name: ckpt for name, ckpt in found.items() if ckpt is not None}
 
 
@@ -255,14 +255,15 @@ def test_two_kills_in_a_row_then_rerun_equals_a_clean_run(raw, clean_run, tmp_pa
 LONG_MEMBERS = ["--checkpoint-rows", "10000"]  # 20 chunks a member: some reach the disk
 EXACT_MOMENTS = [
     # target, nth call, extra options, whether the .part then holds bytes past the checkpoint
-    pytest.param("helpers.state:save", 3, [], True, id="before-the-third-checkpoint-is-saved"),
-    pytest.param("helpers.dedupe:Fingerprints.save", 3, [], True,
+    pytest.param("helpers.ingest.checkpoint:write", 3, [], True,
+                 id="before-the-third-checkpoint-is-saved"),
+    pytest.param("helpers.ingest.dedupe:Fingerprints.save", 3, [], True,
                  id="outputs-synced-before-the-fingerprints-are-logged"),
-    pytest.param("helpers.writer:MemberWriter.write", 30, LONG_MEMBERS, True,
+    pytest.param("helpers.ingest.writer:MemberWriter.write", 30, LONG_MEMBERS, True,
                  id="in-the-middle-of-a-gzip-member"),
-    pytest.param("helpers.dataset:_Run.finish", 1, [], False,
+    pytest.param("helpers.ingest.dataset_pass:_Run.finish", 1, [], False,
                  id="after-the-last-checkpoint-before-the-outputs-are-renamed"),
-    pytest.param("helpers.dataset:file_sha256", 1, [], False,
+    pytest.param("helpers.ingest.dataset_pass:sha256_of", 1, [], False,
                  id="after-the-outputs-are-renamed-before-the-checkpoint-is-removed"),
 ]
 
@@ -357,7 +358,7 @@ def _add_a_file(folder: Path) -> str:
 def test_changed_inputs_start_over_and_say_which(tracks_raw, tmp_path, change):
     out = tmp_path / "out"
     args = ingest_args(tracks_raw, out, *TRACKS)
-    kill_on_call("helpers.state:save", 4, args)
+    kill_on_call("helpers.ingest.checkpoint:write", 4, args)
     name = change(tracks_raw / "tracks")
     run_to_completion(args)
     assert f"starting over: inputs changed since the checkpoint ({name})" in events(out, "tracks")
@@ -372,7 +373,7 @@ def test_changed_inputs_start_over_and_say_which(tracks_raw, tmp_path, change):
 ])
 def test_changed_options_start_over_and_say_which(tracks_raw, tmp_path, option, value, key):
     out = tmp_path / "out"
-    kill_on_call("helpers.state:save", 4, ingest_args(tracks_raw, out, *TRACKS))
+    kill_on_call("helpers.ingest.checkpoint:write", 4, ingest_args(tracks_raw, out, *TRACKS))
     run_to_completion(ingest_args(tracks_raw, out, *TRACKS, option, value))
     reason = f"starting over: options changed since the checkpoint ({key})"
     assert reason in events(out, "tracks")
@@ -383,7 +384,7 @@ def test_changed_options_start_over_and_say_which(tracks_raw, tmp_path, option, 
 def test_fresh_ignores_a_checkpoint(raw, clean_run, tmp_path):
     out = tmp_path / "out"
     args = ingest_args(raw, out, *TRACKS)
-    kill_on_call("helpers.state:save", 4, args)
+    kill_on_call("helpers.ingest.checkpoint:write", 4, args)
     # Spoil the checkpointed output: a run that resumed would carry these bytes into the result.
     part = out / "tracks.json.gz.part"
     with open(part, "r+b") as f:
@@ -399,14 +400,14 @@ def test_a_start_over_killed_before_its_first_checkpoint_is_not_resumed_later(
     """The stale checkpoint of the run before must not be applied to the new, shorter .part."""
     out = tmp_path / "out"
     args = ingest_args(raw, out, *TRACKS)
-    kill_on_call("helpers.state:save", 4, args)
+    kill_on_call("helpers.ingest.checkpoint:write", 4, args)
     assert (out / "_state" / "tracks.json").exists()
     if start_over == "--fresh":
         again = args + ["--fresh"]
     else:
         (out / "tracks.json.gz.part").unlink()
         again = args
-    kill_on_call("helpers.normalize:Normalizer.chunk", 2, again)  # 3 chunks per checkpoint
+    kill_on_call("helpers.ingest.normalize:Normalizer.chunk", 2, again)  # 3 chunks per checkpoint
     assert not (out / "_state" / "tracks.json").exists()  # the old one went as it started over
     run_to_completion(args)
     assert outputs(out, ["tracks"]) == outputs(clean_run[0], ["tracks"])

@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from helpers.rawgen import make_raw
+from helpers.rawgen.generate import make_raw
 
 BUDGET_MIB = 150  # issue 4, point 10: the whole CLI run at scale 500 with default options
 GROWTH = 1.15  # a 4x larger input may cost at most 15% more

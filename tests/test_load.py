@@ -22,12 +22,12 @@ from pathlib import Path
 import orjson
 import pytest
 
+from helpers.chinook.datasets import DATASETS
+from helpers.chinook.tables import TABLES
 from helpers.cli import main
-from helpers.datasets import DATASETS
 from helpers.errors import HelpersError, InputError
-from helpers.load import load
-from helpers.reconcile import reconcile
-from helpers.tables import TABLES
+from helpers.warehouse.load import load
+from helpers.warehouse.reconcile import reconcile
 
 ROOT = Path(__file__).resolve().parent.parent
 Row = dict[str, object]
@@ -490,7 +490,7 @@ def all_distinct(copies: int) -> Edit:
 def peak_rss_of_load(processed: Path, db: Path, base: Path, chunk_rows: int) -> int:
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child started from this
     # (large) test process would report the parent's peak.
-    code = ("import sys; from helpers.load import load; "
+    code = ("import sys; from helpers.warehouse.load import load; "
             "load(sys.argv[1], sys.argv[2], sys.argv[3], chunk_rows=int(sys.argv[4])); "
             "status = open('/proc/self/status').read(); "
             "print(int(status.split('VmHWM:')[1].split()[0]) * 1024)")

@@ -8,15 +8,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers.schema import CastError, Column, canonical_name, cast
+from helpers.ingest.schema import CastError, OutputColumn, canonical_name, cast
 
 from .ingest_util import run
 
-INT = Column("Id", "integer", nullable=False)
-NINT = Column("Id", "integer")
-NUM = Column("Price", "number", nullable=False)
-TEXT = Column("Name", "text", nullable=False)
-AUTO = Column("Extra", "auto")
+INT = OutputColumn("Id", "integer", nullable=False)
+NINT = OutputColumn("Id", "integer")
+NUM = OutputColumn("Price", "number", nullable=False)
+TEXT = OutputColumn("Name", "text", nullable=False)
+AUTO = OutputColumn("Extra", "auto")
 
 
 @pytest.mark.parametrize("value, column, expected", [

@@ -18,7 +18,12 @@ import pytest
 
 from helpers.cli import main
 from helpers.errors import HelpersError
-from helpers.notebooks import find_notebooks, parse_parameter, refresh_notebooks, run_notebooks
+from helpers.notebook.runner import (
+    find_notebooks,
+    parse_parameter,
+    refresh_notebooks,
+    run_notebooks,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"

@@ -21,20 +21,21 @@ import orjson
 import pandas as pd
 import pytest
 
-from helpers import state
-from helpers.crash_demo import (
+from helpers.chinook.datasets import DATASETS
+from helpers.errors import HelpersError, InputError
+from helpers.ingest import checkpoint
+from helpers.ingest.dataset_pass import Options
+from helpers.ingest.engine import ingest
+from helpers.ingest.sniff import Format, sniff
+from helpers.memory import TreeMemory
+from helpers.notebook.crash_demo import (
     clear_scratch,
     compare_runs,
     crash_and_resume,
     describe_checkpoint,
     list_leftovers,
 )
-from helpers.dataset import Options
-from helpers.datasets import DATASETS
-from helpers.errors import HelpersError, InputError
-from helpers.ingest import ingest
-from helpers.load import load
-from helpers.processing_report import (
+from helpers.notebook.processing import (
     checks_frame,
     file_rows_frame,
     first_lines,
@@ -50,9 +51,8 @@ from helpers.processing_report import (
     sniffed_columns,
     summary_frame,
 )
-from helpers.profiling import TreeMemory
-from helpers.rawgen import make_raw
-from helpers.sniff import Format, sniff
+from helpers.rawgen.generate import make_raw
+from helpers.warehouse.load import load
 
 ROOT = Path(__file__).resolve().parent.parent
 SANITIZE_CFG = ROOT / "notebooks" / "nbval_sanitize.cfg"
@@ -417,7 +417,7 @@ def test_clear_scratch_empties_an_ingestion_folder_and_refuses_any_other(tmp_pat
 
 
 def test_a_checkpoint_inside_a_file_does_not_count_that_file_as_finished():
-    saved = state.Checkpoint(
+    saved = checkpoint.Checkpoint(
         inputs=[["a.csv", 1, 1], ["b.csv", 1, 1], ["c.csv", 1, 1]], options={},
         file_index=1, record=500, part_bytes=10,
         stats={"files": [{"name": "a.csv"}, {"name": "b.csv"}], "rows_written": 900})

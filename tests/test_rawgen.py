@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from helpers.chinook.datasets import DATASETS
+from helpers.chinook.tables import ROW_COUNTS
 from helpers.cli import main
-from helpers.datasets import DATASETS
 from helpers.errors import HelpersError, InputError
-from helpers.rawformats import FAULT_KINDS, PLAN, FileSpec, Layout, render
-from helpers.rawgen import MANIFEST, make_raw, plan_files, read_base_rows
-from helpers.tables import ROW_COUNTS
+from helpers.rawgen.formats import FAULT_KINDS, PLAN, FileSpec, Layout, render
+from helpers.rawgen.generate import MANIFEST, make_raw, plan_files, read_base_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 BOM = b"\xef\xbb\xbf"
@@ -376,7 +376,7 @@ def test_stale_files_go_and_files_outside_the_datasets_stay(chinook_db, tmp_path
 
 
 def test_an_interrupted_generation_leaves_no_manifest(chinook_db, tmp_path, monkeypatch):
-    import helpers.rawgen as rawgen
+    import helpers.rawgen.generate as rawgen
 
     make_raw(chinook_db, tmp_path, 1)
     calls = 0
@@ -428,7 +428,7 @@ def test_command_line_generates_then_keeps(chinook_db, tmp_path, capsys):
 
 PEAK_GROWTH = """
 import resource, sys
-from helpers.rawgen import make_raw
+from helpers.rawgen.generate import make_raw
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 manifest = make_raw(sys.argv[1], sys.argv[2], int(sys.argv[3]))
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

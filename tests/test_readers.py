@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers.csvrecords import Assembler, Dialect, parse_lenient
-from helpers.readers import Limits, read_chunks
-from helpers.sniff import sniff
-from helpers.textlines import DamagedInput
+from helpers.ingest.lines import DamagedInput
+from helpers.ingest.readers import Limits, read_chunks
+from helpers.ingest.records import Assembler, Dialect, parse_lenient
+from helpers.ingest.sniff import sniff
 
 DEFAULT = Limits()
 
@@ -23,7 +23,7 @@ def records(path: Path, chunk_rows: int = 3, skip: int = 0, limits: Limits = DEF
     fmt = sniff(path)
     rows, bad = [], []
     for chunk in read_chunks(path, fmt, chunk_rows, skip, limits):
-        lines = chunk.lines or range(chunk.first_line, chunk.first_line + len(chunk.records))
+        lines = chunk.starts or range(chunk.first_line, chunk.first_line + len(chunk.records))
         rows += list(zip(lines, chunk.records))
         bad += [(line, reason) for line, reason, _ in chunk.bad]
     return rows, bad
@@ -71,9 +71,9 @@ def test_resuming_at_any_chunk_reads_exactly_the_records_after_it(tmp_path, chun
     fmt = sniff(path)
     limits = Limits(max_record_lines=3)
     chunks = list(read_chunks(path, fmt, chunk_rows, 0, limits))
-    full = [(c.lines[i], r) for c in chunks for i, r in enumerate(c.records)]
+    full = [(c.starts[i], r) for c in chunks for i, r in enumerate(c.records)]
     for n, chunk in enumerate(chunks):
-        after = [(c.lines[i], r) for c in chunks[n + 1:] for i, r in enumerate(c.records)]
+        after = [(c.starts[i], r) for c in chunks[n + 1:] for i, r in enumerate(c.records)]
         resumed, _ = records(path, chunk_rows, chunk.resume_at, limits)
         assert resumed == after, (n, chunk.resume_at)
     assert [line for line, _ in full] == [3, 5, 7, 11, 12]  # line 10's quote never closes
@@ -100,7 +100,7 @@ def test_json_lines_keep_their_line_numbers_around_an_over_long_line(tmp_path):
     fmt = sniff(write(tmp_path, body, "f.jsonl"))
     chunks = list(read_chunks(tmp_path / "f.jsonl", fmt, 10, 0, Limits(max_record_bytes=100)))
     (chunk,) = chunks
-    assert chunk.lines == [1, 3, 4] and chunk.records[0] == b'{"a": 1}\n'
+    assert chunk.starts == [1, 3, 4] and chunk.records[0] == b'{"a": 1}\n'
     assert chunk.bad[0][0] == 2
 
 

@@ -156,8 +156,8 @@ def test_every_expected_json_parses_and_names_its_raw_files():
 @pytest.mark.parametrize("case", CASE_NAMES)
 def test_realworld(case: str, tmp_path: Path) -> None:
     # Imported here, so the fixtures' own check runs even while helpers/ does not import.
-    from helpers.dataset import Options
-    from helpers.ingest import ingest
+    from helpers.ingest.dataset_pass import Options
+    from helpers.ingest.engine import ingest
 
     want = json.loads((CASES / case / "expected.json").read_text(encoding="utf-8"))
     shutil.copytree(CASES / case / "raw", tmp_path / "raw")

@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from helpers.sniff import SAMPLE_BYTES, SINGLE_COLUMN, detect_delimiter, sniff
+from helpers.ingest.sniff import SAMPLE_BYTES, SINGLE_COLUMN, detect_delimiter, sniff
 
 HEADER = ["TrackId", "Name", "Composer"]
 CASES = {

@@ -16,13 +16,13 @@ from pathlib import Path
 import orjson
 import pytest
 
+from helpers.chinook.datasets import DATASETS
 from helpers.cli import main
-from helpers.dataset import Options
-from helpers.datasets import DATASETS
 from helpers.errors import HelpersError
-from helpers.ingest import ingest
-from helpers.rawgen import make_raw
-from helpers.spark_engine import check_java, ingest_spark, java_major, spark_session
+from helpers.ingest.dataset_pass import Options
+from helpers.ingest.engine import ingest
+from helpers.ingest.spark import check_java, ingest_spark, java_major, spark_session
+from helpers.rawgen.generate import make_raw
 
 if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
     pytest.skip("the Spark engine needs Java 17 or newer, and no java was found on PATH or in "

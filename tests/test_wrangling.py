@@ -15,9 +15,9 @@ import nbformat
 import pandas as pd
 import pytest
 
+from helpers.chinook.tables import ROW_COUNTS, TABLES
 from helpers.errors import HelpersError
-from helpers.tables import ROW_COUNTS, TABLES
-from helpers.wrangling import (
+from helpers.notebook.wrangling import (
     ACCENT,
     _boxes,
     _routes,
@@ -283,7 +283,7 @@ def test_diagram_arrows_never_pass_behind_a_table(chinook_db):
     schema = read_schema(chinook_db)
     grid = layers(schema)
     boxes, routes = _boxes(schema, grid), _routes(schema, grid)
-    from helpers.wrangling import ROW, WIDTH
+    from helpers.notebook.wrangling import ROW, WIDTH
 
     heights = {t.name: (len(t.columns) + 1) * ROW for t in schema}
     for fk, points in routes.items():
@@ -399,7 +399,7 @@ def test_barh_chart_highlights_the_chosen_bars_and_draws_the_threshold():
 
 
 def test_the_answer_text_names_every_tied_leader():
-    from helpers import wrangling
+    from helpers.notebook import wrangling
 
     frame = pd.DataFrame({"rank": [1, 1, 3], "album": ["A", "B", "C"]})
     assert wrangling.winners(frame, "album") == "A and B"

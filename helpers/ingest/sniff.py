@@ -20,15 +20,15 @@ from pathlib import Path
 
 import orjson
 
-from helpers.csvrecords import Assembler, Dialect
-from helpers.schema import parse_json_int
-from helpers.textlines import (
+from helpers.ingest.lines import (
     GZIP_MAGIC,
     DamagedInput,
     bom_encoding,
     decode_lines,
     open_binary,
 )
+from helpers.ingest.records import Assembler, Dialect
+from helpers.ingest.schema import parse_json_int
 
 SAMPLE_BYTES = 64 * 1024
 MAX_FIRST_RECORD = 64 * 1024 * 1024  # how far a JSON Lines file's first line is read to sniff it

@@ -30,7 +30,6 @@ plain Python file reads. There is no checkpoint: a dataset's folder appears whol
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -44,13 +43,15 @@ from typing import Any
 
 import orjson
 
-from helpers.dataset import Options, add_counts, list_files, new_counts, until_damaged
 from helpers.errors import HelpersError
-from helpers.ingest import dataset_folders, output_lock, write_manifest
-from helpers.normalize import Normalizer, Reject
-from helpers.readers import Limits, read_chunks
-from helpers.schema import Column, Schema, map_header, schema_for
-from helpers.sniff import DATA_KINDS, Format
+from helpers.fs import sha256_of
+from helpers.ingest.dataset_pass import Options, add_counts, new_counts
+from helpers.ingest.folders import dataset_folders, list_files, output_lock
+from helpers.ingest.manifest import write_manifest
+from helpers.ingest.normalize import Normalizer, Reject
+from helpers.ingest.readers import Damage, Limits, read_chunks, until_damaged
+from helpers.ingest.schema import OutputColumn, Schema, map_header, schema_for
+from helpers.ingest.sniff import DATA_KINDS, Format
 
 LINE, REJECT, COUNTS = 0, 1, 2  # the kinds of text a task sends back
 ROWS_SCHEMA = "file int, kind tinyint, value string"
@@ -210,7 +211,7 @@ def ingest_dataset_spark(spark: Any, folder: Path, out: Path, options: Options) 
         "columns": schema.names,
         "drifted_columns": schema.drift,
         "bytes": sum(p.stat().st_size for p in paths),
-        "sha256": _sha256(paths),
+        "sha256": sha256_of(paths),
         "events": [f"skipped {s['name']}: {s['why']}" for s in skipped] + events
         + [e for c in counts for e in c["events"]],
         "skipped": skipped,
@@ -282,26 +283,26 @@ def normalize_tasks(batches: Iterator[Any]) -> Iterator[Any]:
 def normalize_file(task: dict) -> Iterator[Any]:
     """Read and normalize one file as the local engine does, chunk by chunk."""
     path, fmt = Path(task["path"]), Format(**task["format"])
-    schema = Schema(task["dataset"], [Column(*c) for c in task["columns"]], task["declared"])
+    schema = Schema(task["dataset"], [OutputColumn(*c) for c in task["columns"]], task["declared"])
     start = len(schema.columns)
     normalizer = Normalizer(schema, fmt, path.name)
-    damage: list[tuple[Reject, int | None]] = []
+    damage: list[Damage] = []
     counts = {"file": task["file"], **new_counts(path.name, fmt)}
     chunks = read_chunks(path, fmt, task["chunk_rows"], 0, Limits(*task["limits"]))
-    for chunk in until_damaged(chunks, path, lambda reject, offset: damage.append(
-            (reject, offset))):
+    for chunk in until_damaged(chunks, damage.append):
         result = normalizer.chunk(chunk)
         add_counts(counts, result)
         yield _batch(task["file"], result.lines, [r.to_json() for r in result.rejects])
     counts["renamed"] = normalizer.renamed
+    rejects = [Reject(path.name, d.line, d.reason, "") for d in damage]
     if damage:  # as the local engine: the unreadable rest is one reject
-        (reject, offset), = damage
         counts["rejected"] += 1
         counts["physical_records"] += 1
-        counts["damage"] = {"line": reject.line, "offset": offset, "reason": reject.reason}
+        counts["damage"] = {"line": damage[0].line, "offset": damage[0].offset,
+                            "reason": damage[0].reason}
     counts["drift"] = schema.names[start:]
-    counts["events"] = [f"{path.name}: {r.reason}" for r, _ in damage]
-    yield _batch(task["file"], [], [r.to_json() for r, _ in damage], orjson.dumps(counts))
+    counts["events"] = [f"{path.name}: {d.reason}" for d in damage]
+    yield _batch(task["file"], [], [r.to_json() for r in rejects], orjson.dumps(counts))
 
 
 def _batch(file: int, lines: list[bytes], rejects: list[bytes], counts: bytes | None = None):
@@ -351,13 +352,4 @@ def _write_parts(frame: Any, folder: Path, suffix: str, level: int) -> list[Path
     shutil.rmtree(old, ignore_errors=True)
     return sorted(folder.glob("part-*"))
 
-
-def _sha256(parts: list[Path]) -> str:
-    """The digest of the parts end to end: gzip members concatenate into one valid file."""
-    digest = hashlib.sha256()
-    for part in parts:
-        with open(part, "rb") as f:
-            for block in iter(lambda f=f: f.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 

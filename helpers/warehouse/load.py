@@ -9,7 +9,6 @@ temporary file beside the target and renamed into place only when complete.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sqlite3
 import tempfile
@@ -20,13 +19,22 @@ from operator import itemgetter
 from pathlib import Path
 
 import orjson
+from filelock import FileLock, Timeout
 from isal import igzip
 
-from helpers.chinook import create_table_sql
-from helpers.datasets import DATASETS, Dataset
+from helpers.chinook.datasets import DATASETS, Dataset
+from helpers.chinook.tables import TABLES, TABLES_BY_NAME
 from helpers.errors import HelpersError, InputError
-from helpers.reconcile import EXAMPLES, Check, FileStats, Report, count_and_examples, reconcile
-from helpers.tables import TABLES, TABLES_BY_NAME
+from helpers.fs import replace_durably
+from helpers.warehouse.build import create_table_sql
+from helpers.warehouse.reconcile import (
+    EXAMPLES,
+    Check,
+    FileStats,
+    Report,
+    count_and_examples,
+    reconcile,
+)
 
 # Where each processed dataset goes, and the key it is deduplicated on. track_facts fills no
 # table: it repeats three columns of tracks, so it only cross-checks them.
@@ -159,7 +167,7 @@ def stage_file(con: sqlite3.Connection, path: Path, dataset: Dataset, keys: tupl
         f"DELETE FROM {chunk}",
     ]
     insert = f"INSERT INTO {chunk} VALUES ({', '.join('?' * (len(dataset.columns) + 2))})"
-    for rows in read_chunks(path, dataset, chunk_rows, stats):
+    for rows in read_row_batches(path, dataset, chunk_rows, stats):
         con.execute("BEGIN")
         _insert_rows(con, insert, rows, path, dataset)
         _check_types(con, chunk, path, dataset)
@@ -171,7 +179,7 @@ def stage_file(con: sqlite3.Connection, path: Path, dataset: Dataset, keys: tupl
     return stats
 
 
-def read_chunks(path: Path, dataset: Dataset, chunk_rows: int,
+def read_row_batches(path: Path, dataset: Dataset, chunk_rows: int,
                 stats: FileStats) -> Iterator[list[tuple]]:
     """Yield lists of (line, copies, *values), one per distinct line in each run of lines.
 
@@ -347,31 +355,23 @@ def _atomic_target(db: Path) -> Iterator[Path]:
     _remove_abandoned(db)
     fd, name = tempfile.mkstemp(prefix=f"{db.name}.", suffix=".tmp", dir=db.parent)
     tmp = Path(name)
+    lock = FileLock(f"{tmp}.lock", timeout=0)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        yield tmp
-        os.fsync(fd)  # the same file as SQLite wrote, which ran with synchronous = OFF
-        os.replace(tmp, db)
-        dir_fd = os.open(db.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # make the rename itself durable
-        finally:
-            os.close(dir_fd)
+        with lock:
+            yield tmp
+            os.fsync(fd)  # the same file as SQLite wrote, which ran with synchronous = OFF
+            replace_durably(tmp, db)
     finally:
         os.close(fd)
         tmp.unlink(missing_ok=True)
+        Path(f"{tmp}.lock").unlink(missing_ok=True)
 
 
 def _remove_abandoned(db: Path) -> None:
     for path in db.parent.glob(f"{db.name}.*.tmp"):
         try:
-            fd = os.open(path, os.O_RDWR)
-        except FileNotFoundError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            path.unlink(missing_ok=True)
-        except BlockingIOError:
-            pass  # another load is writing it right now
-        finally:
-            os.close(fd)
+            with FileLock(f"{path}.lock", timeout=0):
+                path.unlink(missing_ok=True)
+        except Timeout:
+            continue  # another load is writing it right now
+        Path(f"{path}.lock").unlink(missing_ok=True)

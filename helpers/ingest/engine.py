@@ -8,25 +8,23 @@ dataset's output depends only on its own files. A lock file keeps two runs off t
 from __future__ import annotations
 
 import ctypes
-import fcntl
 import logging
 import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
+from helpers.ingest.dataset_pass import Options, ingest_dataset
+from helpers.ingest.folders import dataset_folders, output_lock
+from helpers.ingest.manifest import write_manifest
 
-from helpers.dataset import Options, ingest_dataset, list_files
-from helpers.errors import InputError
-
-log = logging.getLogger("helpers.ingest")
+log = logging.getLogger("helpers.ingest.engine")
 _progress_counter: Any = None  # a shared counter in worker processes
 PR_SET_PDEATHSIG = 1
 
@@ -156,31 +154,6 @@ def _progress_bar(enabled: bool) -> Any:
     return tqdm(unit=" rows", unit_scale=True, desc="ingest", mininterval=0.5)
 
 
-@contextmanager
-def output_lock(out: Path) -> Iterator[None]:
-    """An exclusive lock on the output folder; the OS drops it if the process dies."""
-    path = out / ".ingest.lock"
-    with open(path, "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "another process"
-            raise InputError(f"another ingest ({holder}) is writing to this folder", path=out,
-                             fix="Wait for it to finish, or use another --out") from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"pid {os.getpid()}")
-        f.flush()
-        yield
-
-
-def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
-    tmp = out / "_manifest.json.tmp"
-    tmp.write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
-    os.replace(tmp, out / "_manifest.json")
-
-
 def _log_to_file(log_dir: Path) -> logging.Handler:
     log_dir.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(log_dir / f"ingest-{datetime.now():%Y%m%d-%H%M%S}.log",
@@ -190,44 +163,3 @@ def _log_to_file(log_dir: Path) -> logging.Handler:
     logger.setLevel(logging.INFO)
     logger.addHandler(handler)
     return handler
-
-
-def investigate(raw: str | Path = "raw_data") -> list[dict[str, Any]]:
-    """One row per raw file: what sniffing found (format, delimiter, encoding, header)."""
-    rows = []
-    for folder in dataset_folders(Path(raw)):
-        for path, fmt in list_files(folder):
-            rows.append({"dataset": folder.name, "file": path.name,
-                         "bytes": path.stat().st_size, **fmt.describe()})
-    return rows
-
-
-def dataset_folders(raw: Path, only: Iterable[str] | None = None) -> list[Path]:
-    if not raw.is_dir():
-        raise InputError("the raw data folder does not exist", path=raw,
-                          fix="Create it with `python -m helpers make-raw`, or pass --raw")
-    folders = sorted(p for p in raw.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
-    if only:
-        wanted = set(only)
-        missing = wanted - {p.name for p in folders}
-        if missing:
-            raise InputError(f"no dataset folder named {', '.join(sorted(missing))}", path=raw,
-                             fix="Check the names against the subfolders of the raw folder")
-        folders = [p for p in folders if p.name in wanted]
-    if not folders:
-        raise InputError("the raw data folder has no dataset subfolders", path=raw,
-                         fix="Put one subfolder per dataset in it")
-    return folders
-
-
-def summary_table(manifest: dict[str, Any]) -> str:
-    """A fixed-width table of the manifest's counts, one line per dataset."""
-    head = ("dataset", "files", "read", "written", "rejected", "duplicates", "MB", "seconds")
-    lines = ["{:<16}{:>6}{:>12}{:>12}{:>10}{:>12}{:>8}{:>9}".format(*head)]
-    for name, e in manifest.items():
-        dup = "-" if e["duplicates"] is None else (
-            f"{e['duplicates']:,}" + ("" if e["duplicates_exact"] else "+"))
-        lines.append("{:<16}{:>6}{:>12,}{:>12,}{:>10,}{:>12}{:>8.1f}{:>9.1f}".format(
-            name, len(e["files"]), e["rows_read"], e["rows_written"], e["rows_rejected"], dup,
-            e["bytes"] / 1e6, e["seconds"]))
-    return "\n".join(lines)

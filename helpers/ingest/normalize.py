@@ -19,10 +19,19 @@ from typing import Any
 
 import orjson
 
-from helpers.readers import ArrayError, Chunk
-from helpers.schema import INT64, CastError, Column, Header, Schema, cast, loads_exact, map_header
-from helpers.sniff import Format
-from helpers.textlines import decode_line
+from helpers.ingest.lines import decode_line
+from helpers.ingest.readers import ArrayError, Chunk
+from helpers.ingest.schema import (
+    INT64,
+    CastError,
+    Header,
+    OutputColumn,
+    Schema,
+    cast,
+    loads_exact,
+    map_header,
+)
+from helpers.ingest.sniff import Format
 
 _INT = r"(?:0|-?[1-9][0-9]{0,17})"  # at most 18 digits: always inside the 64-bit range
 _NUM = r"(?:-?(?:0|[1-9][0-9]{0,14})(?:\.[0-9]{1,15})?)"
@@ -126,7 +135,7 @@ class Normalizer:
     def _csv_slow(self, chunk: Chunk) -> Result:
         result, typed, raws = Result(), [], []
         source = self._sources()
-        lines = chunk.lines or range(chunk.first_line, chunk.first_line + len(chunk.records))
+        lines = chunk.starts or range(chunk.first_line, chunk.first_line + len(chunk.records))
         for row, line in zip(chunk.records, lines):
             try:
                 if self.header.error is not None:
@@ -174,7 +183,7 @@ class Normalizer:
             return result
         # Records with the same keys share a fast path; a file whose records leave out keys
         # with null values (they often do) would otherwise go record by record.
-        lines = chunk.lines or range(chunk.first_line, chunk.first_line + len(records))
+        lines = chunk.starts or range(chunk.first_line, chunk.first_line + len(records))
         placed: list[bytes | None] = [None] * len(records)
         groups = _group_by_keys(objects)
         for indices in groups:
@@ -329,7 +338,7 @@ def encode_values(values: tuple[Any, ...] | list[Any]) -> list[bytes]:
     return orjson.dumps(list(values), option=ONE_PER_LINE)[4:-2].split(b",\n  ")
 
 
-def _encode_text_column(values: tuple[str, ...] | None, column: Column, n: int):
+def _encode_text_column(values: tuple[str, ...] | None, column: OutputColumn, n: int):
     """Fragments for one column of CSV strings, or None when the slow path must decide."""
     if values is None:
         return [b"null"] * n if column.nullable else None
@@ -356,7 +365,7 @@ def _encode_text_column(values: tuple[str, ...] | None, column: Column, n: int):
     return [b"null" if f == b'""' else f for f in frags] if has_empty else frags
 
 
-def _encode_json_column(values: tuple[Any, ...] | None, column: Column, n: int):
+def _encode_json_column(values: tuple[Any, ...] | None, column: OutputColumn, n: int):
     """Fragments for one column of parsed JSON values, or None when the slow path must decide."""
     if values is None:
         return [b"null"] * n if column.nullable else None

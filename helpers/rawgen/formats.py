@@ -14,7 +14,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from helpers.datasets import Dataset
+from helpers.chinook.datasets import Dataset
 
 BOM = b"\xef\xbb\xbf"
 DATA_FORMATS = ("csv", "jsonl", "json_array")

@@ -8,12 +8,13 @@ so the run starts over and says why.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from helpers.fs import write_atomic
 
 VERSION = 2  # 2: positions are physical lines, and files carry more counts
 
@@ -43,16 +44,11 @@ def input_signature(paths: list[Path]) -> list[list[Any]]:
     return signature
 
 
-def save(path: Path, checkpoint: Checkpoint) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as f:
-        f.write(orjson.dumps(asdict(checkpoint), option=orjson.OPT_INDENT_2))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def write(path: Path, checkpoint: Checkpoint) -> None:
+    write_atomic(path, orjson.dumps(asdict(checkpoint), option=orjson.OPT_INDENT_2))
 
 
-def load(path: Path) -> Checkpoint | None:
+def read(path: Path) -> Checkpoint | None:
     try:
         data = orjson.loads(path.read_bytes())
     except (OSError, orjson.JSONDecodeError):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from helpers.tables import TABLES_BY_NAME
+from helpers.chinook.tables import TABLES_BY_NAME
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from helpers.datasets import DATASETS
+from helpers.chinook.datasets import DATASETS
 
 STRICT_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
 STRICT_DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]*)\.[0-9]+")
@@ -30,7 +30,7 @@ class CastError(ValueError):
 
 
 @dataclass(frozen=True)
-class Column:
+class OutputColumn:
     name: str
     kind: str  # "integer", "number", "text", or "auto" for undeclared columns
     nullable: bool = True
@@ -41,7 +41,7 @@ class Schema:
     """The output columns of one dataset: declared ones first, then drift in first-seen order."""
 
     name: str
-    columns: list[Column]
+    columns: list[OutputColumn]
     declared: int  # how many of `columns` the dataset declares
     lookup: dict[str, int] = field(default_factory=dict)
 
@@ -60,7 +60,7 @@ class Schema:
         """The output position of a column name (see `column_names`), adding it as drift."""
         found = self.lookup.get(name.lower())
         if found is None and add:
-            self.columns.append(Column(name, "auto"))
+            self.columns.append(OutputColumn(name, "auto"))
             found = self.lookup[name.lower()] = len(self.columns) - 1
         return found
 
@@ -70,7 +70,7 @@ def schema_for(dataset: str) -> Schema:
     declared = DATASETS.get(dataset)
     if declared is None:
         return Schema(dataset, [], 0)
-    columns = [Column(f.name, f.kind, f.nullable) for f in declared.fields]
+    columns = [OutputColumn(f.name, f.kind, f.nullable) for f in declared.fields]
     return Schema(dataset, columns, len(columns))
 
 
@@ -167,7 +167,7 @@ def _number_repeats(names: list[str], cleaned: list[str],
     return out, renamed
 
 
-def cast(value: Any, column: Column) -> Any:
+def cast(value: Any, column: OutputColumn) -> Any:
     """The typed value for `column`, None for a missing one; raises CastError with the reason.
 
     One policy for every format: a CSV cell, a JSON string and a JSON number with the same text
@@ -192,7 +192,7 @@ def cast(value: Any, column: Column) -> Any:
     raise CastError(f"{column.name}: {_show(value)} is not {kind}")
 
 
-def _to_int(value: Any, column: Column) -> int:
+def _to_int(value: Any, column: OutputColumn) -> int:
     if isinstance(value, bool):
         raise CastError(f"{column.name}: {_show(value)} is not an integer")
     if isinstance(value, int):
@@ -209,7 +209,7 @@ def _to_int(value: Any, column: Column) -> int:
     return number
 
 
-def _integral(text: str, column: Column) -> int:
+def _integral(text: str, column: OutputColumn) -> int:
     """`7`, ` 7 `, `+7`, `007`, `1.0` and `1e3` are integers; `1.5` is not, and nothing rounds."""
     exact = Decimal(text.strip())
     if exact != exact.to_integral_value():
@@ -219,7 +219,7 @@ def _integral(text: str, column: Column) -> int:
     return int(exact)
 
 
-def _to_number(value: Any, column: Column) -> float:
+def _to_number(value: Any, column: OutputColumn) -> float:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         number = float(value)
     elif isinstance(value, str) and LOOSE_NUMBER.fullmatch(value):

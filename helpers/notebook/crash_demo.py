@@ -22,9 +22,10 @@ from typing import Any
 import orjson
 import pandas as pd
 
-from helpers import state
-from helpers.dataset import Options, file_sha256
 from helpers.errors import HelpersError, InputError
+from helpers.fs import sha256_of
+from helpers.ingest import checkpoint
+from helpers.ingest.dataset_pass import Options
 
 # What an ingestion writes in its output folder; a scratch folder holding anything else is not
 # ours to empty.
@@ -54,7 +55,7 @@ def crash_and_resume(raw: str | Path, out: str | Path, dataset: str, options: Op
     command = ingest_command(raw, out, dataset, options, Path(log_dir or out / "_logs"))
     checkpoint_path = out / "_state" / f"{dataset}.json"
     returncode = _run_until(command, checkpoint_path, poll, timeout)
-    saved = state.load(checkpoint_path)
+    saved = checkpoint.read(checkpoint_path)
     if saved is None:
         raise HelpersError("the killed run left no readable checkpoint", path=checkpoint_path,
                            fix="Run the demo again; if it persists, report it")
@@ -128,7 +129,7 @@ def _run_to_end(command: list[str]) -> None:
                            f"{done.stderr.strip()}", fix="Read its message above")
 
 
-def describe_checkpoint(saved: state.Checkpoint) -> dict[str, Any]:
+def describe_checkpoint(saved: checkpoint.Checkpoint) -> dict[str, Any]:
     """What a checkpoint vouches for, in words a table can show."""
     names = [name for name, _, _ in saved.inputs]
     reading = names[saved.file_index] if saved.file_index < len(names) else "(all files done)"
@@ -178,8 +179,8 @@ def compare_runs(clean_out: str | Path, other_out: str | Path, dataset: str) -> 
             "rows read": entry["rows_read"], "rows written": entry["rows_written"],
             "rejected": entry["rows_rejected"], "duplicates": entry["duplicates"],
             "output bytes": entry["bytes"],
-            "output sha256": file_sha256(out / f"{dataset}.json.gz"),
-            "rejects sha256": file_sha256(out / "_rejects" / f"{dataset}.jsonl.gz"),
+            "output sha256": sha256_of([out / f"{dataset}.json.gz"]),
+            "rejects sha256": sha256_of([out / "_rejects" / f"{dataset}.jsonl.gz"]),
         }
     frame = pd.DataFrame(values)
     frame["equal"] = frame["clean run"] == frame["killed, then resumed"]

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from helpers.textlines import TooLong
+from helpers.ingest.lines import TooLong
 
 # Records are bounded by the assembler's own limits, so the csv module's must never bite.
 csv.field_size_limit(2**31 - 1)

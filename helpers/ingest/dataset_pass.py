@@ -6,22 +6,21 @@ Each file is opened once for its sample and read once for its records.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import time
-from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from helpers import state
-from helpers.dedupe import Fingerprints
 from helpers.errors import HelpersError
-from helpers.normalize import Normalizer, Reject
-from helpers.readers import Chunk, DamagedInput, Limits, read_chunks
-from helpers.schema import Column, Schema, map_header, schema_for
-from helpers.sniff import DATA_KINDS, Format, sniff
-from helpers.writer import MemberWriter
+from helpers.fs import replace_durably, sha256_of
+from helpers.ingest import checkpoint
+from helpers.ingest.dedupe import Fingerprints
+from helpers.ingest.folders import list_files
+from helpers.ingest.normalize import Normalizer, Reject
+from helpers.ingest.readers import Damage, Limits, read_chunks, until_damaged
+from helpers.ingest.schema import OutputColumn, Schema, map_header, schema_for
+from helpers.ingest.sniff import DATA_KINDS, Format
+from helpers.ingest.writer import MemberWriter
 
 
 @dataclass(frozen=True)
@@ -77,11 +76,6 @@ class Paths:
         return self.out / "_state" / f"{self.name}.fp"
 
 
-def list_files(folder: Path) -> list[tuple[Path, Format]]:
-    """Every regular file of a dataset folder, sorted by name, with its sniffed format."""
-    return [(p, sniff(p)) for p in sorted(folder.iterdir()) if p.is_file()]
-
-
 def ingest_dataset(folder: Path, out: Path, options: Options = Options(),
                    fresh: bool = False, progress: Any = None) -> dict[str, Any]:
     """Ingest one dataset folder; resumes from its checkpoint unless `fresh`."""
@@ -121,13 +115,14 @@ class _Run:
         for _, fmt in data:  # columns known from headers up front, so every row has them all
             map_header(fmt.header, self.schema)
         self.fingerprints = Fingerprints(options.dedupe, options.dedupe_budget_mb << 20)
-        self.ckpt = state.Checkpoint(state.input_signature([p for p, _ in data]), asdict(options))
+        signature = checkpoint.input_signature([p for p, _ in data])
+        self.ckpt = checkpoint.Checkpoint(signature, asdict(options))
         self.ckpt.stats = {"files": [], "rows_written": 0, "rows_rejected": 0,
                            "rows_dropped": 0, "blank": 0}
-        saved = None if fresh else state.load(paths.checkpoint)
+        saved = None if fresh else checkpoint.read(paths.checkpoint)
         self._open(saved)
 
-    def _open(self, saved: state.Checkpoint | None) -> None:
+    def _open(self, saved: checkpoint.Checkpoint | None) -> None:
         why = "no checkpoint" if saved is None else self._why_not_resume(saved)
         if why is not None:
             if saved is not None:
@@ -137,23 +132,23 @@ class _Run:
             self.paths.checkpoint.unlink(missing_ok=True)
             self.paths.fingerprints.unlink(missing_ok=True)
             self.paths.fingerprints.touch()
-            self.out = MemberWriter(self.paths.part, self.options.level)
-            self.rejects = MemberWriter(self.paths.rejects_part, self.options.level)
+            self.output_writer = MemberWriter(self.paths.part, self.options.level)
+            self.reject_writer = MemberWriter(self.paths.rejects_part, self.options.level)
             return
         self.ckpt = saved
-        self.schema = Schema(self.paths.name, [Column(*c) for c in saved.columns],
+        self.schema = Schema(self.paths.name, [OutputColumn(*c) for c in saved.columns],
                              self.declared)
         self.events.append(f"resuming at file {saved.file_index}, record {saved.record}")
         self.fingerprints.restore(self.paths.fingerprints, saved.fingerprint_bytes,
                                   saved.duplicates, saved.exact)
         if saved.done:
             return
-        self.out = MemberWriter(self.paths.part, self.options.level, saved.part_bytes)
-        self.rejects = MemberWriter(self.paths.rejects_part, self.options.level,
+        self.output_writer = MemberWriter(self.paths.part, self.options.level, saved.part_bytes)
+        self.reject_writer = MemberWriter(self.paths.rejects_part, self.options.level,
                                     saved.rejects_bytes)
 
-    def _why_not_resume(self, saved: state.Checkpoint) -> str | None:
-        why = state.why_not_resumable(saved, self.ckpt.inputs, self.ckpt.options)
+    def _why_not_resume(self, saved: checkpoint.Checkpoint) -> str | None:
+        why = checkpoint.why_not_resumable(saved, self.ckpt.inputs, self.ckpt.options)
         if why is not None:
             return why
         durable = [(self.paths.fingerprints, saved.fingerprint_bytes)]
@@ -174,8 +169,8 @@ class _Run:
             self._checkpoint(index + 1, 0)
         self.ckpt.done = True
         self._checkpoint(len(self.data), 0)
-        self.out.close()
-        self.rejects.close()
+        self.output_writer.close()
+        self.reject_writer.close()
 
     def _process_file(self, index: int, path: Path, fmt: Format, progress: Any) -> None:
         stats = self.ckpt.stats
@@ -187,14 +182,8 @@ class _Run:
         options = self.options
         chunks = read_chunks(path, fmt, options.chunk_rows, self.ckpt.record, options.limits)
         every = options.chunk_rows * options.checkpoint_chunks
-        damage: list[Reject] = []
-        damage_offset: list[int | None] = [None]
-
-        def on_damage(reject: Reject, offset: int | None) -> None:
-            damage.append(reject)
-            damage_offset[0] = offset
-
-        for chunk in until_damaged(chunks, path, on_damage):
+        damage: list[Damage] = []
+        for chunk in until_damaged(chunks, damage.append):
             result = normalizer.chunk(chunk)
             self._write(result.lines, result.rejects)
             add_counts(counts, result)
@@ -215,41 +204,43 @@ class _Run:
         if damage:
             # The unreadable rest of the file is one reject: the rejects file and the counts
             # agree, and the accounting below still adds up.
-            self._write([], damage)
+            (found,) = damage
+            reject = Reject(path.name, found.line, found.reason, "")
+            self._write([], [reject])
             stats["files_damaged"] = stats.get("files_damaged", 0) + 1
             counts["rejected"] += 1
             counts["physical_records"] += 1
-            counts["damage"] = {"line": damage[0].line, "offset": damage_offset[0],
-                                "reason": damage[0].reason}
-            self.events += [f"{path.name}: {r.reason}" for r in damage]
+            counts["damage"] = {"line": found.line, "offset": found.offset,
+                                "reason": found.reason}
+            self.events.append(f"{path.name}: {found.reason}")
         stats["files"].append(counts)
 
     def _write(self, lines: list[bytes], rejects: list[Reject]) -> None:
         kept = self.fingerprints.filter(lines)
         if kept:
-            self.out.write(b"\n".join(kept) + b"\n")
+            self.output_writer.write(b"\n".join(kept) + b"\n")
         self.ckpt.stats["rows_written"] += len(kept)
         self.ckpt.stats["rows_dropped"] += len(lines) - len(kept)
         if rejects:
-            self.rejects.write(b"".join(r.to_json() + b"\n" for r in rejects))
+            self.reject_writer.write(b"".join(r.to_json() + b"\n" for r in rejects))
             self.ckpt.stats["rows_rejected"] += len(rejects)
 
     def _checkpoint(self, file_index: int, record: int) -> None:
         ckpt = self.ckpt
         ckpt.file_index, ckpt.record = file_index, record
-        ckpt.part_bytes = self.out.end_member()
-        ckpt.rejects_bytes = self.rejects.end_member()
+        ckpt.part_bytes = self.output_writer.end_member()
+        ckpt.rejects_bytes = self.reject_writer.end_member()
         ckpt.fingerprint_bytes = self.fingerprints.save(self.paths.fingerprints)
         ckpt.duplicates, ckpt.exact = self.fingerprints.duplicates, self.fingerprints.exact
         ckpt.columns = [[c.name, c.kind, c.nullable] for c in self.schema.columns]
-        state.save(self.paths.checkpoint, ckpt)
+        checkpoint.write(self.paths.checkpoint, ckpt)
 
     def finish(self) -> dict[str, Any]:
         """Move the outputs into place, drop the checkpoint and describe the result."""
         paths = self.paths
         for part, final in ((paths.part, paths.final), (paths.rejects_part, paths.rejects)):
             if part.exists():
-                os.replace(part, final)
+                replace_durably(part, final)
         stats, ckpt = self.ckpt.stats, self.ckpt
         distinct = len(self.fingerprints.seen) if self.options.dedupe != "off" else None
         entry = {
@@ -270,30 +261,12 @@ class _Run:
             "columns": [c.name for c in self.schema.columns],
             "drifted_columns": self.schema.drift,
             "bytes": paths.final.stat().st_size,
-            "sha256": file_sha256(paths.final),
+            "sha256": sha256_of([paths.final]),
             "events": self.events,
         }
         paths.checkpoint.unlink(missing_ok=True)
         paths.fingerprints.unlink(missing_ok=True)
         return entry
-
-
-def until_damaged(chunks: Iterable[Chunk], path: Path,
-                  on_damage: Callable[[Reject, int | None], None]) -> Iterator[Chunk]:
-    """The file's chunks; a damaged file (a cut or corrupt gzip stream, an unreadable block)
-    loses its tail, not the run: every record read before the damage is kept, and the damage
-    becomes one reject, with the line and byte offset where reading stopped, handed to
-    `on_damage`. Whatever a reader raises counts as damage to its file: only writing, which
-    happens outside this generator, can stop a run."""
-    try:
-        yield from chunks
-    except Exception as exc:  # noqa: BLE001 - no file's content may stop the run
-        line = exc.line if isinstance(exc, DamagedInput) else 0
-        offset = exc.offset if isinstance(exc, DamagedInput) else None
-        reason = exc.reason if isinstance(exc, DamagedInput) else f"{type(exc).__name__}: {exc}"
-        where = f"line {line}" + (f" (byte {offset:,} of the file)" if offset is not None else "")
-        on_damage(Reject(path.name, line, f"the file could not be read past {where}: {reason}; "
-                                          f"the records before it were kept", ""), offset)
 
 
 def new_counts(name: str, fmt: Format) -> dict[str, Any]:
@@ -318,11 +291,3 @@ def describe_format(fmt: Format) -> dict[str, Any]:
     return {"format": fmt.kind, "delimiter": fmt.delimiter, "quotechar": fmt.quotechar,
             "escapechar": fmt.escapechar, "comment": fmt.comment, "header": fmt.has_header,
             "encoding": fmt.encoding, "compression": fmt.compression, "note": fmt.note}
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

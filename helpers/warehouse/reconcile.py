@@ -7,14 +7,14 @@ learned while reading the processed files (rows, duplicates, cross-checks) to th
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from helpers.chinook.tables import TABLES, TABLES_BY_NAME
 from helpers.errors import InputError
-from helpers.tables import TABLES, TABLES_BY_NAME
+from helpers.fs import write_atomic
 
 EXAMPLES = 5  # differences shown per kind; the counts are always complete
 
@@ -88,10 +88,8 @@ class Report:
         """Write the report as JSON, atomically, so a reader never sees half of it."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n",
-                       encoding="utf-8")
-        os.replace(tmp, path)
+        text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+        write_atomic(path, text.encode("utf-8"))
 
     def summary(self) -> str:
         """The per-table table the CLI prints."""

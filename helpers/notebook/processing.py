@@ -19,12 +19,12 @@ import pandas as pd
 from isal import igzip
 from xxhash import xxh3_64_intdigest
 
-from helpers.dataset import file_sha256, list_files
-from helpers.datasets import DATASETS
+from helpers.chinook.datasets import DATASETS
 from helpers.errors import InputError
-from helpers.ingest import dataset_folders
-from helpers.readers import read_chunks
-from helpers.sniff import DATA_KINDS, Format
+from helpers.fs import sha256_of
+from helpers.ingest.folders import dataset_folders, list_files
+from helpers.ingest.readers import read_chunks
+from helpers.ingest.sniff import DATA_KINDS, Format
 
 GROUND_TRUTH = "MANIFEST.json"
 DELIMITER_NAMES = {"\t": "tab", " ": "space"}
@@ -207,7 +207,7 @@ def read_back(path: str | Path, dataset: str, drifted: Iterable[str] = ()) -> Re
                 if h not in verdicts:
                     verdicts[h] = line_problem(line, columns, allowed_extra)
     result = ReadBack(lines=sum(counts.values()), distinct_lines=len(verdicts),
-                      sha256=file_sha256(path))
+                      sha256=sha256_of([path]))
     for h, problem in verdicts.items():
         if problem:
             result.bad_lines += counts[h]

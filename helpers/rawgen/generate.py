@@ -18,9 +18,10 @@ from pathlib import Path
 
 from isal import isal_zlib
 
-from helpers.datasets import DATASETS, Dataset
+from helpers.chinook.datasets import DATASETS, Dataset
 from helpers.errors import HelpersError, InputError
-from helpers.rawformats import PLAN, Block, FileSpec, layout_for, render, render_fault
+from helpers.fs import replace_durably, write_atomic
+from helpers.rawgen.formats import PLAN, Block, FileSpec, layout_for, render, render_fault
 
 GENERATOR = 1  # bump whenever the same arguments would give different files
 MANIFEST = "MANIFEST.json"
@@ -69,7 +70,7 @@ def make_raw(db: str | Path, out: str | Path, scale: int, seed: int = 0, faults:
     manifest = {"generator": GENERATOR, "scale": scale, "seed": seed, "faults": faults,
                 "datasets": datasets}
     text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
-    _write_atomic(out / MANIFEST, text.encode("utf-8"))
+    write_atomic(out / MANIFEST, text.encode("utf-8"))
     return manifest
 
 
@@ -141,7 +142,7 @@ def write_dataset(folder: Path, ds: Dataset, rows: list[tuple], scale: int, seed
             files.append(entry)
             fault_records.extend(records)
         else:
-            _write_atomic(folder / place.spec.name, place.spec.content)
+            write_atomic(folder / place.spec.name, place.spec.content)
             why = "empty" if place.spec.format == "empty" else "non-data"
             skipped.append({"name": place.spec.name, "why": why,
                             "bytes": len(place.spec.content)})
@@ -178,7 +179,9 @@ def _write_data_file(folder: Path, place: Placement, ds: Dataset, rows: list[tup
         _write_rows(sink, block, pos, place.stop, trim=block.trim)
         sink.write(block.tail, 0)
         sink.close()
-    os.replace(tmp, path)
+        fh.flush()
+        os.fsync(fh.fileno())
+    replace_durably(tmp, path)
     entry = {
         "name": spec.name, "bytes": path.stat().st_size, "format": spec.format,
         "delimiter": spec.delimiter, "encoding": block.encoding, "compression": spec.compression,
@@ -218,9 +221,3 @@ class _Sink:
     def close(self) -> None:
         if self.zip:
             self.fh.write(self.zip.flush())
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

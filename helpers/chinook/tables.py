@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class Column:
+class TableColumn:
     name: str
     sqltype: str  # as written in the DDL: INTEGER, NVARCHAR(160), NUMERIC(10,2), DATETIME
     nullable: bool = True
     field: str | None = None  # the Django fixture's field name; None for the primary key
-    references: str | None = None  # "table.Column" for a foreign key
+    references: str | None = None  # "table.TableColumn" for a foreign key
 
     @property
     def kind(self) -> str:
@@ -31,30 +31,30 @@ class Column:
 class Table:
     name: str
     model: str  # the fixture's model label, e.g. "chinook.track"
-    columns: tuple[Column, ...]
+    columns: tuple[TableColumn, ...]
     primary_key: tuple[str, ...]
 
     @property
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
 
-    def column(self, name: str) -> Column:
+    def column(self, name: str) -> TableColumn:
         return next(c for c in self.columns if c.name == name)
 
 
-def _pk(name: str) -> Column:
-    return Column(name, "INTEGER", nullable=False)
+def _pk(name: str) -> TableColumn:
+    return TableColumn(name, "INTEGER", nullable=False)
 
 
-def _text(name: str, size: int, field: str, nullable: bool = True) -> Column:
-    return Column(name, f"NVARCHAR({size})", nullable, field)
+def _text(name: str, size: int, field: str, nullable: bool = True) -> TableColumn:
+    return TableColumn(name, f"NVARCHAR({size})", nullable, field)
 
 
-def _fk(name: str, field: str, references: str, nullable: bool = False) -> Column:
-    return Column(name, "INTEGER", nullable, field, references)
+def _fk(name: str, field: str, references: str, nullable: bool = False) -> TableColumn:
+    return TableColumn(name, "INTEGER", nullable, field, references)
 
 
-def _contact() -> tuple[Column, ...]:
+def _contact() -> tuple[TableColumn, ...]:
     """Address to fax, as customers and employees both have them."""
     return (
         _text("Address", 70, "address"),
@@ -93,8 +93,8 @@ TABLES: tuple[Table, ...] = (
         _text("FirstName", 20, "firstname", nullable=False),
         _text("Title", 30, "title"),
         _fk("ReportsTo", "reports_to", "employees.EmployeeId", nullable=True),
-        Column("BirthDate", "DATETIME", True, "birthdate"),
-        Column("HireDate", "DATETIME", True, "hiredate"),
+        TableColumn("BirthDate", "DATETIME", True, "birthdate"),
+        TableColumn("HireDate", "DATETIME", True, "hiredate"),
         *_contact(),
         _text("Email", 60, "email"),
     ), ("EmployeeId",)),
@@ -105,20 +105,20 @@ TABLES: tuple[Table, ...] = (
     Table("invoices", "chinook.invoice", (
         _pk("InvoiceId"),
         _fk("CustomerId", "customer", "customers.CustomerId"),
-        Column("InvoiceDate", "DATETIME", False, "invoicedate"),
+        TableColumn("InvoiceDate", "DATETIME", False, "invoicedate"),
         _text("BillingAddress", 70, "billingaddress"),
         _text("BillingCity", 40, "billingcity"),
         _text("BillingState", 40, "billingstate"),
         _text("BillingCountry", 40, "billingcountry"),
         _text("BillingPostalCode", 10, "billingpostalcode"),
-        Column("Total", "NUMERIC(10,2)", False, "total"),
+        TableColumn("Total", "NUMERIC(10,2)", False, "total"),
     ), ("InvoiceId",)),
     Table("invoice_items", "chinook.invoiceline", (
         _pk("InvoiceLineId"),
         _fk("InvoiceId", "invoice", "invoices.InvoiceId"),
         _fk("TrackId", "track", "tracks.TrackId"),
-        Column("UnitPrice", "NUMERIC(10,2)", False, "unit_price"),
-        Column("Quantity", "INTEGER", False, "quantity"),
+        TableColumn("UnitPrice", "NUMERIC(10,2)", False, "unit_price"),
+        TableColumn("Quantity", "INTEGER", False, "quantity"),
     ), ("InvoiceLineId",)),
     Table("media_types", "chinook.mediatype", (
         _pk("MediaTypeId"),
@@ -139,9 +139,9 @@ TABLES: tuple[Table, ...] = (
         _fk("MediaTypeId", "mediatype", "media_types.MediaTypeId"),
         _fk("GenreId", "genre", "genres.GenreId", nullable=True),
         _text("Composer", 220, "composer"),
-        Column("Milliseconds", "INTEGER", False, "milliseconds"),
-        Column("Bytes", "INTEGER", True, "bytes"),
-        Column("UnitPrice", "NUMERIC(10,2)", False, "unit_price"),
+        TableColumn("Milliseconds", "INTEGER", False, "milliseconds"),
+        TableColumn("Bytes", "INTEGER", True, "bytes"),
+        TableColumn("UnitPrice", "NUMERIC(10,2)", False, "unit_price"),
     ), ("TrackId",)),
 )
 

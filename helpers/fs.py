@@ -1,0 +1,78 @@
+"""File-system steps every room shares: durable atomic writes, exclusive locks, digests.
+
+A write is atomic when readers see the old file or the new one, never half of one, and durable
+when a crash or power cut after it returns cannot undo it: the data is synced before the rename,
+and the directory after it, since the rename is an entry in the directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from helpers.errors import InputError
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Replace `path` with `data`, atomically and durably."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    replace_durably(tmp, path)
+
+
+def replace_durably(source: str | Path, target: str | Path) -> None:
+    """Rename `source` (already synced) over `target`, and sync the directory that holds it."""
+    os.replace(source, target)
+    sync_directory(Path(target).parent)
+
+
+def sync_directory(folder: str | Path) -> None:
+    if os.name != "posix":  # Windows cannot open a directory; its renames are journaled
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def exclusive(lock_path: str | Path, what: str, fix: str) -> Iterator[None]:
+    """Hold an exclusive lock on `lock_path` (on any OS); the OS drops it if the process dies.
+
+    The holder's pid goes into a file beside the lock, for the error the next run shows.
+    """
+    lock_path = Path(lock_path)
+    owner = lock_path.with_name(lock_path.name + ".owner")
+    lock = FileLock(lock_path, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        holder = owner.read_text().strip() if owner.exists() else "another process"
+        raise InputError(f"{what} ({holder}) holds this folder", path=lock_path.parent,
+                         fix=fix) from None
+    try:
+        owner.write_text(f"pid {os.getpid()}")
+        yield
+    finally:
+        owner.unlink(missing_ok=True)
+        lock.release()
+
+
+def sha256_of(paths: Iterable[str | Path]) -> str:
+    """The sha256 of the files' bytes end to end (gzip members concatenate into one file)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as f:
+            for block in iter(lambda f=f: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()

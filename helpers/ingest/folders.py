@@ -1,0 +1,43 @@
+"""The folders an ingestion works on: the raw folder's datasets and files, the output's lock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from helpers.errors import InputError
+from helpers.fs import exclusive
+from helpers.ingest.sniff import Format, sniff
+
+
+def dataset_folders(raw: Path, only: Iterable[str] | None = None) -> list[Path]:
+    """The raw folder's dataset subfolders, sorted; hidden and `_` folders are not datasets."""
+    if not raw.is_dir():
+        raise InputError("the raw data folder does not exist", path=raw,
+                          fix="Create it with `python -m helpers make-raw`, or pass --raw")
+    folders = sorted(p for p in raw.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    if only:
+        wanted = set(only)
+        missing = wanted - {p.name for p in folders}
+        if missing:
+            raise InputError(f"no dataset folder named {', '.join(sorted(missing))}", path=raw,
+                             fix="Check the names against the subfolders of the raw folder")
+        folders = [p for p in folders if p.name in wanted]
+    if not folders:
+        raise InputError("the raw data folder has no dataset subfolders", path=raw,
+                         fix="Put one subfolder per dataset in it")
+    return folders
+
+
+def list_files(folder: Path) -> list[tuple[Path, Format]]:
+    """Every regular file of a dataset folder, sorted by name, with its sniffed format."""
+    return [(p, sniff(p)) for p in sorted(folder.iterdir()) if p.is_file()]
+
+
+@contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """An exclusive lock on the output folder, so two runs never write the same files."""
+    with exclusive(out / ".ingest.lock", "another ingest",
+                   "Wait for it to finish, or use another --out"):
+        yield
