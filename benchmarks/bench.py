@@ -212,7 +212,8 @@ def code_digest(modules: list[Path] | None = None) -> str:
     while a benchmark runs, so each run records which code it measured."""
     digest = hashlib.sha256()
     for path in sorted(modules if modules is not None else ingest_modules()):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        name = f"{path.parent.name}/{path.name}"  # subpackages each have an __init__.py
+        digest.update(name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
 
 

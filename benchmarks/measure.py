@@ -18,8 +18,6 @@ helper process that way) is not counted: its RSS is its parent's, a second time.
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import os
 import signal
 import subprocess
@@ -32,11 +30,10 @@ from pathlib import Path
 
 import psutil
 
-MIB = 1 << 20
+from helpers.memory import MIB, TreeMemory, libc
+
 PR_SET_CHILD_SUBREAPER = 36  # from linux/prctl.h
 ORPHAN_WAIT_S = 60.0  # how long orphans may take to exit after the command, before SIGKILL
-SYS_KCMP = {"x86_64": 312, "aarch64": 272}.get(os.uname().machine)  # from asm/unistd.h
-KCMP_VM = 1
 
 
 @dataclass
@@ -57,76 +54,6 @@ class Measurement:
         return asdict(self)
 
 
-class _TreeSampler(threading.Thread):
-    def __init__(self, pid: int, interval: float) -> None:
-        super().__init__(daemon=True)
-        self.root, self.interval = psutil.Process(pid), interval
-        self.peak, self.peak_pss, self.processes = 0, 0, 0
-        self.at_peak: list[dict] = []
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            self.sample()
-            self.stop.wait(self.interval)
-
-    def sample(self) -> None:
-        try:
-            procs = [self.root, *self.root.children(recursive=True)]
-        except psutil.Error:
-            return
-        seen = []
-        for proc in procs:
-            try:
-                if _shares_parent_memory(proc):
-                    continue
-                mem = proc.memory_full_info()
-                seen.append((proc.pid, _role(proc), mem.rss, mem.pss))
-            except psutil.Error:
-                pass  # exited between listing and reading
-        total = sum(rss for _, _, rss, _ in seen)
-        self.peak_pss = max(self.peak_pss, sum(pss for *_, pss in seen))
-        self.processes = max(self.processes, len(seen))
-        if total > self.peak:
-            self.peak = total
-            self.at_peak = [{"pid": pid, "role": role, "rss_mib": round(rss / MIB, 1)}
-                            for pid, role, rss, _ in sorted(seen, key=lambda s: -s[2])]
-
-
-def _shares_parent_memory(proc: psutil.Process) -> bool:
-    """True for a vfork child that has not exec'd yet: the same memory as its parent."""
-    parent = proc.ppid()
-    return parent > 1 and same_memory(parent, proc.pid)
-
-
-def same_memory(pid: int, other: int) -> bool:
-    """Whether two tasks share one address space (False where `kcmp` is unknown or refused)."""
-    return SYS_KCMP is not None and _libc().syscall(SYS_KCMP, pid, other, KCMP_VM, 0, 0) == 0
-
-
-@functools.cache
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
-
-
-def _role(proc: psutil.Process) -> str:
-    """A short name for a process of the tree: its module, or multiprocessing's role."""
-    try:
-        cmd = proc.cmdline()
-    except psutil.Error:
-        return "?"
-    text = " ".join(cmd)
-    if "multiprocessing.spawn" in text:
-        return "worker (spawn)"
-    if "resource_tracker" in text:
-        return "resource tracker"
-    if cmd and Path(cmd[0]).name == "java":
-        return "JVM"
-    if "-m" in cmd and cmd.index("-m") + 1 < len(cmd):
-        return " ".join(cmd[cmd.index("-m") + 1:cmd.index("-m") + 3])
-    return cmd[-1][:40] if cmd else "?"
-
-
 def run_measured(argv: list[str], cwd: Path | None = None, env: dict | None = None,
                  interval: float = 0.025, timeout: float | None = None,
                  on_line: Callable[[float, str], None] | None = None) -> Measurement:
@@ -137,13 +64,12 @@ def run_measured(argv: list[str], cwd: Path | None = None, env: dict | None = No
         proc = subprocess.Popen(argv, cwd=cwd, env=env, stderr=err,
                                 stdout=subprocess.PIPE if on_line else subprocess.DEVNULL)
         reader = _LineReader(proc, started, on_line) if on_line else None
-        sampler = _TreeSampler(proc.pid, interval)
+        sampler = TreeMemory(interval, pid=proc.pid, pss=True)
         sampler.start()
         deadline = None if timeout is None else started + timeout
         status, usage = _wait(proc, deadline)
         wall = time.perf_counter() - started
-        sampler.stop.set()
-        sampler.join()
+        sampler.stop()
         orphans = reaper.reap(exclude=proc.pid)
         after = time.perf_counter() - started - wall
         if reader:
@@ -155,12 +81,12 @@ def run_measured(argv: list[str], cwd: Path | None = None, env: dict | None = No
     return Measurement(
         wall_s=round(wall, 3),
         cpu_s=round(sum(u.ru_utime + u.ru_stime for u in usages), 3),
-        peak_tree_mib=round(sampler.peak / MIB, 1),
-        peak_tree_pss_mib=round(sampler.peak_pss / MIB, 1),
+        peak_tree_mib=round(sampler.peak_total_bytes / MIB, 1),
+        peak_tree_pss_mib=round(sampler.peak_pss_bytes / MIB, 1),
         at_peak=sampler.at_peak,
         # ru_maxrss is in KiB
         peak_largest_mib=round(max(u.ru_maxrss for u in usages) * 1024 / MIB, 1),
-        max_processes=sampler.processes,
+        max_processes=sampler.max_processes,
         adopted=len(orphans),
         after_exit_s=round(after, 3) if orphans else 0.0,
         returncode=proc.returncode,
@@ -219,7 +145,7 @@ class _Subreaper:
 
 def _set_subreaper(on: bool) -> bool:
     try:
-        return _libc().prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) == 0
+        return libc().prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) == 0
     except (OSError, AttributeError):  # not Linux: orphans go uncounted, as before
         return False
 

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 from isal import igzip
 
-from benchmarks import bench, checks, e2e, measure, profile, report
+from benchmarks import bench, checks, e2e, profile, report
 from benchmarks.measure import run_measured
+from helpers import memory
 
 QUIET = {"say": lambda _line: None, "load": False, "profile_when": "never"}
 
@@ -118,12 +119,15 @@ def test_runs_of_other_ingestion_code_are_named_in_a_warning(codes, odd):
 
 def test_code_digest_follows_the_ingestion_modules_only(tmp_path):
     modules = bench.ingest_modules()
-    names = {p.name for p in modules}
-    assert {"ingest.py", "dataset.py", "cli.py", "spark_engine.py"} <= names
-    assert "rawgen.py" not in names  # make-raw's generator is not part of an ingest run
+    names = {f"{p.parent.name}/{p.name}" for p in modules}
+    assert {"ingest/engine.py", "ingest/dataset_pass.py", "helpers/cli.py",
+            "ingest/spark.py"} <= names
+    assert "rawgen/generate.py" not in names  # make-raw's generator is not part of an ingest run
+    assert not any(n.startswith("notebook/") for n in names)
     copies = []
     for path in modules:
-        copies.append(tmp_path / path.name)
+        copies.append(tmp_path / path.parent.name / path.name)
+        copies[-1].parent.mkdir(exist_ok=True)
         copies[-1].write_bytes(path.read_bytes())
     before = bench.code_digest(copies)
     copies[0].write_bytes(copies[0].read_bytes() + b"# edited\n")
@@ -312,7 +316,7 @@ def test_cpu_of_a_child_that_outlives_its_parent_is_counted():
 
 
 def test_same_memory_tells_a_thread_from_a_child_process():
-    if measure.SYS_KCMP is None:
+    if memory.SYS_KCMP is None:
         pytest.skip("kcmp's syscall number is not known for this machine")
     ready, done, tid = threading.Event(), threading.Event(), []
     thread = threading.Thread(target=lambda: (tid.append(threading.get_native_id()),
@@ -321,8 +325,8 @@ def test_same_memory_tells_a_thread_from_a_child_process():
     ready.wait()
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5)"])
     try:
-        assert measure.same_memory(os.getpid(), tid[0])
-        assert not measure.same_memory(os.getpid(), child.pid)
+        assert memory.same_memory(os.getpid(), tid[0])
+        assert not memory.same_memory(os.getpid(), child.pid)
     finally:
         done.set()
         thread.join()

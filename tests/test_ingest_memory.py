@@ -10,13 +10,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 import pytest
 
+from helpers.memory import TreeMemory
 from helpers.rawgen.generate import make_raw
 
 BUDGET_MIB = 150  # issue 4, point 10: the whole CLI run at scale 500 with default options
@@ -40,31 +39,14 @@ def peak_rss(args: list[str], cwd: Path) -> Peak:
     with open(cwd / "stderr.txt", "wb") as stderr:  # a file: a full pipe would stall the run
         proc = subprocess.Popen([sys.executable, "-m", "helpers", *args], cwd=cwd,
                                 stdout=subprocess.DEVNULL, stderr=stderr)
-        root, peak = psutil.Process(proc.pid), Peak(0, 0, "")
-        while proc.poll() is None:
-            sample = _tree_rss(root)
-            peak.total = max(peak.total, sum(rss for rss, _ in sample))
-            for rss, cmd in sample:
-                if rss > peak.largest:
-                    peak.largest, peak.largest_cmd = rss, cmd
-            time.sleep(SAMPLE_SECONDS)
+        tree = TreeMemory(SAMPLE_SECONDS, pid=proc.pid)
+        tree.start()
+        proc.wait()
+        tree.stop()
     assert proc.returncode == 0, (cwd / "stderr.txt").read_text()[-3000:]
-    return peak
-
-
-def _tree_rss(root: psutil.Process) -> list[tuple[int, str]]:
-    try:
-        processes = [root, *root.children(recursive=True)]
-    except psutil.Error:  # the CLI is exiting
-        return []
-    sample = []
-    for process in processes:
-        try:
-            cmd = " ".join(process.cmdline())
-            sample.append((process.memory_info().rss, cmd[:60] + ("..." if cmd[60:] else "")))
-        except psutil.Error:  # a worker that just exited
-            pass
-    return sample
+    largest = tree.largest()
+    return Peak(tree.peak_total_bytes, largest.peak_bytes if largest else 0,
+                largest.name if largest else "")
 
 
 @pytest.fixture
