@@ -16,7 +16,7 @@ help: ## List the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q --editable '.[dev]'
+	$(PY) -m pip install -q --editable '.[notebooks,test,dev]'
 	touch $@
 
 # The spark and bench extras (pyspark, about 300 MB; DuckDB, Polars) stay out of the default
