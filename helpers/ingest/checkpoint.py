@@ -24,7 +24,7 @@ class Checkpoint:
     inputs: list[list[Any]]  # [name, size, mtime_ns] of every file, in processing order
     options: dict[str, Any]
     file_index: int = 0  # the file being read
-    record: int = 0  # records of that file already consumed
+    record: int = 0  # where to resume in that file: a line index, or a JSON array item index
     part_bytes: int = 0
     rejects_bytes: int = 0
     fingerprint_bytes: int = 0
