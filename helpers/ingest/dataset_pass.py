@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from helpers.errors import HelpersError
+from helpers.errors import HelpersError, InputError
 from helpers.fs import replace_durably, sha256_of
 from helpers.ingest import checkpoint
 from helpers.ingest.dedupe import Fingerprints
@@ -36,6 +36,24 @@ class Options:
     # record is rejected and reading resumes on the next line. A longer line is rejected too.
     max_record_lines: int = 10_000
     max_record_bytes: int = 1 << 20
+
+    def __post_init__(self) -> None:
+        # A zero chunk would never advance, a negative one would drop rows: refuse them here,
+        # for the library and the command line alike.
+        smallest = {"chunk_rows": 1, "checkpoint_rows": 1, "dedupe_budget_mb": 1,
+                    "max_record_lines": 1, "max_record_bytes": 1024}
+        for name, floor in smallest.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < floor:
+                flag, default = name.replace("_", "-"), getattr(Options, name)
+                raise InputError(f"{name} must be a whole number of at least {floor:,}, "
+                                 f"not {value!r}", fix=f"Pass --{flag} {default} (the default)")
+        if self.level not in range(4):
+            raise InputError(f"level must be 0, 1, 2 or 3, not {self.level!r}",
+                             fix="Pass --level 1, the default")
+        if self.dedupe not in ("count", "drop", "off"):
+            raise InputError(f"dedupe must be count, drop or off, not {self.dedupe!r}",
+                             fix="Pass --dedupe count, the default")
 
     @property
     def limits(self) -> Limits:

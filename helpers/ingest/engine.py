@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from helpers.errors import InputError
 from helpers.ingest.dataset_pass import Options, ingest_dataset
 from helpers.ingest.folders import dataset_folders, output_lock
 from helpers.ingest.manifest import write_manifest
@@ -69,7 +70,10 @@ def ingest(
 
 def _run_all(folders: list[Path], out: Path, options: Options, fresh: bool,
              jobs: int | None, progress: bool) -> dict[str, Any]:
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(folders)))
+    if jobs is not None and jobs < 1:
+        raise InputError(f"jobs must be at least 1, not {jobs}",
+                         fix="Leave --jobs out to use every core, or pass a positive number")
+    jobs = min(jobs or os.cpu_count() or 1, len(folders))
     bar = _progress_bar(progress)
     results: dict[str, Any] = {}
     try:
