@@ -78,3 +78,22 @@ def test_a_bad_ingest_option_is_one_line_that_names_it_and_changes_nothing(tmp_p
     assert run.stderr.startswith("error: ") and len(run.stderr.strip().splitlines()) == 1
     assert option.lstrip("-").replace("-", "_") in run.stderr or option in run.stderr
     assert not (tmp_path / "out" / "things.json.gz").exists()
+
+
+def test_an_output_path_that_is_a_file_is_one_line_not_a_traceback(tmp_path):
+    (tmp_path / "raw" / "things").mkdir(parents=True)
+    (tmp_path / "raw" / "things" / "a.csv").write_text("id\n1\n")
+    (tmp_path / "taken").write_text("not a folder")
+    run = subprocess.run([sys.executable, "-m", "helpers", "ingest", "--raw",
+                          str(tmp_path / "raw"), "--out", str(tmp_path / "taken"),
+                          "--no-progress", "--log-dir", str(tmp_path / "logs")],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert "is a file, not a folder" in run.stderr
+
+
+def test_an_empty_dataset_folder_says_so_on_the_terminal(tmp_path, capsys):
+    (tmp_path / "raw" / "nothing").mkdir(parents=True)
+    assert main(["ingest", "--raw", str(tmp_path / "raw"), "--out", str(tmp_path / "out"),
+                 "--no-progress", "--log-dir", str(tmp_path / "logs")]) == 0
+    assert "nothing: no data files" in capsys.readouterr().out

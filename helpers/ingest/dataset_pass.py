@@ -108,6 +108,8 @@ def ingest_dataset(folder: Path, out: Path, options: Options = Options(),
     try:
         run = _Run(paths, data, options, fresh)
         run.events += [f"skipped {s['name']}: {s['why']}" for s in skipped]
+        if not data:
+            run.events.append("no data files: the output is an empty file")
         run.process(progress)
         entry = run.finish()
     except OSError as exc:

@@ -22,7 +22,7 @@ from typing import Any
 
 from helpers.errors import InputError
 from helpers.ingest.dataset_pass import Options, ingest_dataset
-from helpers.ingest.folders import dataset_folders, output_lock
+from helpers.ingest.folders import dataset_folders, make_output_folder, output_lock
 from helpers.ingest.manifest import write_manifest
 
 log = logging.getLogger("helpers.ingest.engine")
@@ -47,7 +47,7 @@ def ingest(
     """
     raw, out, options = Path(raw), Path(out), options or Options()
     folders = dataset_folders(raw, datasets)
-    out.mkdir(parents=True, exist_ok=True)
+    make_output_folder(out)
     handler = _log_to_file(Path(log_dir)) if log_dir else None
     try:
         with output_lock(out):

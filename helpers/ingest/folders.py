@@ -35,6 +35,18 @@ def list_files(folder: Path) -> list[tuple[Path, Format]]:
     return [(p, sniff(p)) for p in sorted(folder.iterdir()) if p.is_file()]
 
 
+def make_output_folder(out: Path) -> None:
+    """Create the output folder, or say plainly why it cannot be one."""
+    if out.exists() and not out.is_dir():
+        raise InputError("the output path is a file, not a folder", path=out,
+                         fix="Pass --out a folder (it is created if missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"the output folder cannot be created ({exc.strerror})", path=out,
+                         fix="Pass --out a folder you can write to") from None
+
+
 @contextmanager
 def output_lock(out: Path) -> Iterator[None]:
     """An exclusive lock on the output folder, so two runs never write the same files."""

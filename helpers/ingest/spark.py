@@ -46,7 +46,12 @@ import orjson
 from helpers.errors import HelpersError
 from helpers.fs import sha256_of
 from helpers.ingest.dataset_pass import Options, add_counts, new_counts
-from helpers.ingest.folders import dataset_folders, list_files, output_lock
+from helpers.ingest.folders import (
+    dataset_folders,
+    list_files,
+    make_output_folder,
+    output_lock,
+)
 from helpers.ingest.manifest import write_manifest
 from helpers.ingest.normalize import Normalizer, Reject
 from helpers.ingest.readers import Damage, Limits, read_chunks, until_damaged
@@ -78,7 +83,7 @@ def ingest_spark(
     """
     raw, out, options = Path(raw), Path(out), options or Options()
     folders = dataset_folders(raw, datasets)
-    out.mkdir(parents=True, exist_ok=True)
+    make_output_folder(out)
     owned = spark is None and _active_context() is None  # stop only a session we started
     session = spark or spark_session(master)
     try:
