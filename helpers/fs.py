@@ -57,7 +57,10 @@ def exclusive(lock_path: str | Path, what: str, fix: str) -> Iterator[None]:
     try:
         lock.acquire()
     except Timeout:
-        holder = owner.read_text().strip() if owner.exists() else "another process"
+        try:
+            holder = owner.read_text().strip() or "another process"
+        except OSError:  # it released the lock meanwhile, or never wrote the file
+            holder = "another process"
         raise InputError(f"{what} ({holder}) holds this folder", path=lock_path.parent,
                          fix=fix) from None
     try:

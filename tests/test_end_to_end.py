@@ -10,8 +10,7 @@ import pytest
 from helpers.ingest.engine import ingest
 from helpers.rawgen.generate import make_raw
 from helpers.warehouse.load import load
-
-from .test_wrangling import NOTEBOOK, QUESTIONS, question_sql
+from tests.wrangling_util import NOTEBOOK, QUESTIONS, question_sql
 
 
 @pytest.fixture(scope="module")
