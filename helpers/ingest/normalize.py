@@ -169,17 +169,21 @@ class Normalizer:
         if fast is not None:
             result.lines = fast
             return result
+        # A row carries every column known when it is read: the ones before it and its own.
+        # Counting them row by row here makes the output the same however the file is chunked.
+        widths = self._widths(objects)
         # Records with the same keys share a fast path; a file whose records leave out keys
         # with null values (they often do) would otherwise go record by record.
         lines = chunk.starts or range(chunk.first_line, chunk.first_line + len(records))
         placed: list[bytes | None] = [None] * len(records)
-        groups = _group_by_keys(objects)
+        groups = _group_by_keys(objects) if len(set(widths)) == 1 else [list(range(len(records)))]
         for indices in groups:
             subset = [objects[i] for i in indices]
             fast = self._json_fast(subset) if len(groups) > 1 and self.fast else None
             if fast is None:
                 fast = self._json_slow(subset, [records[i] for i in indices],
-                                       [lines[i] for i in indices], result)
+                                       [lines[i] for i in indices],
+                                       [widths[i] for i in indices], result)
             for i, line in zip(indices, fast):
                 placed[i] = line
         result.lines = [line for line in placed if line is not None]
@@ -219,8 +223,17 @@ class Normalizer:
             header = self._key_headers[names] = map_header(list(names), self.schema)
         return header
 
+    def _widths(self, objects: list[Any]) -> list[int]:
+        """How many columns are known after each record (each object's keys are named here)."""
+        widths = []
+        for obj in objects:
+            if type(obj) is dict:
+                self._keys(tuple(obj))
+            widths.append(len(self.schema.columns))
+        return widths
+
     def _json_slow(self, objects: list[Any], records: list[Any], lines: list[int],
-                   result: Result) -> list[bytes | None]:
+                   widths: list[int], result: Result) -> list[bytes | None]:
         """Type each record; the result is aligned with `objects`, None where rejected."""
         typed, where, raws = [], [], []
         for i, (obj, record, line) in enumerate(zip(objects, records, lines)):
@@ -229,7 +242,7 @@ class Normalizer:
                 if parsed is None:
                     result.blank += 1
                     continue
-                typed.append(self._type_object(parsed))
+                typed.append(self._type_object(parsed, widths[i]))
                 where.append(i)
                 raws.append((line, record))
             except Exception as exc:  # noqa: BLE001 - a value never stops the run
@@ -252,14 +265,12 @@ class Normalizer:
             obj = loads_exact(record)  # orjson read an integer beyond 64 bits as a float
         return obj
 
-    def _type_object(self, obj: dict) -> list[Any]:
+    def _type_object(self, obj: dict, width: int) -> list[Any]:
         header = self._keys(tuple(obj))
         if header.error is not None:
             raise CastError(header.error)
-        values: list[Any] = [None] * len(self.schema.columns)
+        values: list[Any] = [None] * width  # width counts this record's own keys too
         for index, value in zip(header.positions, obj.values()):
-            if index >= len(values):
-                values.extend([None] * (index + 1 - len(values)))
             values[index] = value
         return [cast(value, column) for value, column in zip(values, self.schema.columns)]
 
@@ -267,15 +278,16 @@ class Normalizer:
 
     def _encode_rows(self, typed: list[list[Any]], raws: list[tuple[int, Any]], result: Result,
                      show: Any) -> list[bytes | None]:
-        """Encode typed rows, aligned with them; a value JSON cannot hold rejects its row."""
-        width = len(self.schema.columns)
-        typed = [row + [None] * (width - len(row)) for row in typed]
+        """Encode typed rows, aligned with them; a value JSON cannot hold rejects its row.
+
+        Rows of one width (the columns known when each was read) are encoded together."""
         if not typed:
             return []
-        try:
-            return list(self._assemble([encode_values(col) for col in zip(*typed)], len(typed)))
-        except (orjson.JSONEncodeError, ValueError):
-            pass
+        if len(set(map(len, typed))) == 1:
+            try:
+                return self._assemble([encode_values(col) for col in zip(*typed)], len(typed))
+            except (orjson.JSONEncodeError, ValueError):
+                pass
         lines: list[bytes | None] = []
         for row, (line, raw) in zip(typed, raws):
             try:
