@@ -11,10 +11,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import resource
+import sys
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, assume, given, settings
+import pytest
+from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
 from helpers.ingest.normalize import Normalizer
@@ -36,7 +39,7 @@ HOSTILE_TEXT = [
 HOSTILE_JSON = [
     None, True, False, 0, -0.0, 1.0, 1.5, 1e3, 1e300, float("nan"), float("inf"), 2**63 - 1,
     2**63, -(2**63), -(2**63) - 1, 10**30, 10**400, [], [1, 2], [[1], {"a": None}], {},
-    {"k": [1]}, "", " 7 ", "007", "1e3", "0x10", "12", "-0", "x\ny", "\x00",
+    {"k": [1]}, "", " 7 ", "007", "1e3", "0x10", "12", "-0", "x\ny", "\x00", "\ud800",
 ]
 KINDS = {
     "integer": st.integers(-(2**63), 2**63 - 1),
@@ -44,8 +47,23 @@ KINDS = {
     "text": st.text(st.characters(exclude_categories=("Cs", "Cc")), max_size=6),
 }
 FAST_SLOW = settings(max_examples=200, deadline=None,
+                     phases=[p for p in Phase if p != Phase.explain],
                      suppress_health_check=[HealthCheck.too_slow,
                                             HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture(autouse=True, scope="module")
+def memory_cap():
+    """A runaway allocation fails its test with MemoryError instead of exhausting the machine."""
+    if not sys.platform.startswith("linux"):
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    used = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
+    cap = used + (512 << 20) if hard == resource.RLIM_INFINITY else min(used + (512 << 20), hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 def columns_of(dataset: str) -> list[tuple[str, str]]:
@@ -64,7 +82,11 @@ def tables(draw) -> tuple[str, str, list[str], list[list]]:
         columns = draw(st.permutations(columns))[:draw(st.integers(1, len(columns)))]
     if draw(st.booleans()):
         columns = [*columns, ("Extra", "text")]
-    header = [draw(st.sampled_from([n, n.lower(), n.upper(), f"t.{n}"])) for n, _ in columns]
+    names = st.sampled_from(["{}", "{}_1", "t.{}", "\udc80{}", " {} ", ""])
+    header = [draw(st.sampled_from([n, n.lower(), n.upper()]) | names.map(n.format))
+              for n, _ in columns]
+    if draw(st.booleans()):  # the same name twice, as written or in another case
+        header[-1] = draw(st.sampled_from([header[0], header[0].upper()]))
     n_rows = draw(st.integers(1, 12))
     rows = [[draw(KINDS[k] if k in KINDS else KINDS["text"]) for _, k in columns]
             for _ in range(n_rows)]
@@ -91,8 +113,10 @@ def render(kind: str, header: list[str], rows: list, ending: str, quote_all: boo
         return out.getvalue().encode("utf-8", "surrogatepass")
     records = [dict(zip(header, r)) if isinstance(r, list) else r for r in rows]
     if kind == "jsonl":
-        return "".join(json.dumps(r, ensure_ascii=quote_all) + "\n" for r in records).encode()
-    return json.dumps(records, indent=1 if quote_all else None).encode()
+        text = "".join(json.dumps(r, ensure_ascii=quote_all) + "\n" for r in records)
+    else:
+        text = json.dumps(records, indent=1 if quote_all else None, ensure_ascii=quote_all)
+    return text.encode("utf-8", "surrogatepass")
 
 
 def normalize_twice(path: Path, chunk_rows: int):

@@ -11,11 +11,14 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import resource
+import sys
 import tempfile
 from pathlib import Path
 
 import orjson
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from helpers.ingest.dataset_pass import Options
@@ -47,7 +50,7 @@ ORDERS = json.dumps([{"InvoiceLineId": i, "InvoiceId": i // 3 + 1, "CustomerId":
 BASES = [("track_facts", "facts.csv", FACTS), ("things", "things.csv", THINGS_CSV),
          ("things", "things.jsonl", THINGS_JSONL), ("orders", "orders.json", ORDERS)]
 TOKENS = [b'"', b",", b";", b"\t", b"|", b"\n", b"\r", b"\r\n", b"\x00", b"{", b"[", b"]",
-          b"#", b"\\", b"\xff", b"\xc3", b"\xef\xbb\xbf", b"NaN"]
+          b"#", b"\\", b"\xff", b"\xc3", b"\xef\xbb\xbf", b"NaN", b"{}\n", b"\\ud800"]
 DIGITS = re.compile(rb"[0-9]+")
 
 pos = st.integers(0, 1 << 20)
@@ -58,13 +61,29 @@ mutation = st.one_of(
     st.tuples(st.just("reencode"), st.none(), st.sampled_from(["utf-16", "cp1252", "utf-32"])),
     st.tuples(st.just("dup_header"), st.none(), st.none()),
     st.tuples(st.just("digits"), pos, st.sampled_from([19, 20, 21, 40, 400, 5000])),
+    st.tuples(st.just("grow"), st.none(), st.sampled_from([5_000, 70_000])),  # past the sample
 )
 wrapper = st.tuples(st.sampled_from(["plain", "plain", "gzip", "gzip_cut", "gzip_flip",
                                      "gzip_garbage"]), pos, st.integers(1, 255))
 case = st.tuples(st.sampled_from(BASES), st.lists(mutation, max_size=4), wrapper, st.booleans())
-FUZZ = settings(max_examples=150, deadline=None,
+# No explain phase: it reruns a failure hundreds of times, and a hang costs its memory cap each.
+FUZZ = settings(max_examples=150, deadline=None, phases=[p for p in Phase if p != Phase.explain],
                 suppress_health_check=[HealthCheck.too_slow,
                                        HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture(autouse=True, scope="module")
+def memory_cap():
+    """A runaway allocation fails its test with MemoryError instead of exhausting the machine."""
+    if not sys.platform.startswith("linux"):
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    used = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
+    cap = used + (512 << 20) if hard == resource.RLIM_INFINITY else min(used + (512 << 20), hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 def mutate(data: bytes, kind: str, at: int | None, arg) -> bytes:
@@ -83,6 +102,9 @@ def mutate(data: bytes, kind: str, at: int | None, arg) -> bytes:
         head, sep, rest = data.partition(b"\n")
         names = head.split(b",")
         return b",".join(names[:1] * 2 + names[1:]) + sep + rest if len(names) > 1 else data
+    if kind == "grow" and n < arg:  # the records again, past 64 KiB: sniff sees a part
+        body = data.partition(b"\n")[2] or b"x\n"
+        return data + body * ((arg - n) // len(body) + 1)
     if kind == "digits":
         runs = list(DIGITS.finditer(data))
         i = runs[at % len(runs)].start() if runs else at % (n + 1)
@@ -173,9 +195,9 @@ def test_batch_size_does_not_change_the_results(draw_case):
     dataset, files = build(draw_case)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for chunk_rows in (3, 5_000):
-            root = Path(tmp) / str(chunk_rows)
-            entry, out = run(root, dataset, files, chunk_rows=chunk_rows)
+        for rows in (3, 5_000):  # small batches, each one checkpointed, against one batch
+            entry, out = run(Path(tmp) / str(rows), dataset, files, chunk_rows=rows,
+                             checkpoint_rows=rows)
             lines, rejects = check(entry, out, dataset, files)
             counts = [{k: f[k] for k in ("name", "rows", "rejected", "blank", "comments",
                                          "physical_records", "damage")}
@@ -185,3 +207,36 @@ def test_batch_size_does_not_change_the_results(draw_case):
     assert small[0] == large[0], "output lines differ"
     assert small[1] == large[1], "rejects differ"
     assert small[2:] == large[2:], "per-file counts or columns differ"
+
+
+BIG = b"9" * 400
+HUGE = b"9" * 5000
+
+
+# Damage found by fuzzing, cut down: each file holds `n` records, none may crash the run, skip
+# the file or lose a readable neighbour, and batching must not change a byte.
+@pytest.mark.parametrize("dataset, name, body, n", [
+    ("things", "a.jsonl", b"{}\n", 1),
+    ("things", "a.jsonl", b'{}\n{"a": 1}\n', 2),
+    ("things", "a.json", b"[{}]", 1),
+    ("things", "a.jsonl", b'{"a": ' + BIG + b'}\n{"a": 2}\n', 2),
+    ("things", "a.jsonl", b'{"a": 1}\n{"\\ud800": 2}\n', 2),
+    ("track_facts", "a.jsonl", b'{"TrackId": 1, "Milliseconds": 2, "\\udc80": 1}\n'
+                               b'{"TrackId": 2, "Milliseconds": 2}\n', 2),
+    ("things", "a.json", b'[{"a": ' + HUGE + b"}]", 1),
+    ("things", "a.json", b'[{"a": 1},\n{"a": ' + HUGE + b'},\n{"a": 3}]', 3),
+    ("things", "a.jsonl", b'{"a": 1}\n{"b": 2}\n{"a": 3}\n', 3),
+], ids=["empty-object", "empty-object-first", "empty-object-array", "jsonl-big-int-first",
+        "surrogate-key", "surrogate-key-first", "array-huge-int-first", "array-huge-int",
+        "new-key-mid-chunk"])
+def test_found_by_fuzzing(tmp_path, dataset, name, body, n):
+    results = []
+    for chunk_rows in (5_000, 1):
+        entry, out = run(tmp_path / str(chunk_rows), dataset, {name: body},
+                         chunk_rows=chunk_rows)
+        lines, rejects = check(entry, out, dataset, {name: body})
+        assert not entry["skipped"], entry["skipped"]
+        assert entry["rows_written"] + entry["rows_rejected"] == n, rejects
+        assert all(f["damage"] is None for f in entry["files"]), rejects
+        results.append((lines, rejects))
+    assert results[0] == results[1]

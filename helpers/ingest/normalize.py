@@ -41,8 +41,11 @@ class Reject:
     raw: str
 
     def to_json(self) -> bytes:
-        return orjson.dumps(
-            {"file": self.file, "line": self.line, "reason": self.reason, "raw": self.raw})
+        record = {"file": self.file, "line": self.line, "reason": self.reason, "raw": self.raw}
+        try:
+            return orjson.dumps(record)
+        except orjson.JSONEncodeError:  # a lone surrogate from a JSON escape: \uXXXX it stays
+            return json.dumps(record).encode()
 
 
 @dataclass
@@ -301,6 +304,8 @@ class Normalizer:
     def _assemble(self, encoded: list[list[bytes]], n: int) -> list[bytes]:
         if any(len(frags) != n for frags in encoded):
             raise ValueError("a column's fragments do not line up with its rows")
+        if not encoded:  # no columns known yet: a file of empty objects
+            return [b"{}"] * n
         if self._prefix_count != len(self.schema.columns):
             names = [orjson.dumps(c.name) + b":" for c in self.schema.columns]
             self._prefixes = [b"{" + names[0]] + [b"," + n for n in names[1:]]

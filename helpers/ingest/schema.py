@@ -84,8 +84,13 @@ def canonical_name(raw: str) -> str:
     return prefixed.group(1).strip() if prefixed else name
 
 
+SURROGATES = re.compile("[\ud800-\udfff]")
+
+
 def clean_name(raw: str) -> str:
-    name = raw.lstrip("\ufeff").strip()
+    # A lone surrogate (from a JSON escape like "\ud800") cannot be written as UTF-8: a name
+    # keeps a replacement character in its place, and the rename is reported.
+    name = SURROGATES.sub("\ufffd", raw.lstrip("\ufeff").strip())
     if len(name) > 1 and name[0] == name[-1] == '"':  # a quoted JSON key or header cell
         name = name[1:-1].strip()
     return name

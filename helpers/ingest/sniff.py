@@ -28,7 +28,7 @@ from helpers.ingest.lines import (
     open_binary,
 )
 from helpers.ingest.records import Assembler, Dialect
-from helpers.ingest.schema import parse_json_int
+from helpers.ingest.schema import loads_exact, parse_json_int
 
 SAMPLE_BYTES = 64 * 1024
 MAX_FIRST_RECORD = 64 * 1024 * 1024  # how far a JSON Lines file's first line is read to sniff it
@@ -185,9 +185,9 @@ def _sniff_jsonl(path: Path, head: bytes, complete: bool, common: dict) -> Forma
     try:
         first = orjson.loads(line)
     except orjson.JSONDecodeError:
-        try:
-            first = orjson.loads(line.decode("utf-8", "replace"))
-        except orjson.JSONDecodeError:
+        try:  # stray bytes that are not UTF-8, or an integer beyond 64 bits
+            first = loads_exact(line.decode("utf-8", "replace"))
+        except (ValueError, RecursionError):
             return Format("unknown", note="starts with '{' but its first line is not a JSON "
                                           "object; a single pretty-printed object is not "
                                           "supported", **common)
