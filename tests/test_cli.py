@@ -62,7 +62,7 @@ def test_a_helpers_error_is_one_line_and_exit_code_1(tmp_path, sdist, capsys):
 
 @pytest.mark.parametrize("option, value", [
     ("--chunk-rows", "0"), ("--chunk-rows", "-1"), ("--checkpoint-rows", "0"),
-    ("--dedupe-budget-mb", "0"), ("--max-record-lines", "0"), ("--max-record-bytes", "10"),
+    ("--dedupe-budget-mb", "-1"), ("--max-record-lines", "0"), ("--max-record-bytes", "10"),
     ("--jobs", "0"), ("--jobs", "-2"),
 ])
 def test_a_bad_ingest_option_is_one_line_that_names_it_and_changes_nothing(tmp_path, option,

@@ -40,7 +40,7 @@ class Options:
     def __post_init__(self) -> None:
         # A zero chunk would never advance, a negative one would drop rows: refuse them here,
         # for the library and the command line alike.
-        smallest = {"chunk_rows": 1, "checkpoint_rows": 1, "dedupe_budget_mb": 1,
+        smallest = {"chunk_rows": 1, "checkpoint_rows": 1, "dedupe_budget_mb": 0,
                     "max_record_lines": 1, "max_record_bytes": 1024}
         for name, floor in smallest.items():
             value = getattr(self, name)

@@ -321,12 +321,12 @@ def _first_row_is_header(rows: list[list[str]]) -> bool:
     """A first row whose every value fits its column's type below, some column not text, is data."""
     if len(rows) < 2:  # nothing to compare with: a row with a number or a date is data
         return not any(_column_type([v]) != "text" for v in (rows[0] if rows else []) if v)
-    width = Counter(map(len, rows[1:])).most_common(1)[0][0]
-    if len(rows[0]) != width:
-        return True
     first = rows[0]
     if all(_column_type([v]) != "text" for v in first if v) and any(first):
         return False  # no header is all numbers and dates
+    width = Counter(map(len, rows[1:])).most_common(1)[0][0]
+    if len(first) != width:
+        return True
     body = [row for row in rows[1:] if len(row) == width]
     types = [_column_type([row[j] for row in body]) for j in range(width)]
     typed = [t != "text" and value != "" for value, t in zip(first, types)]
