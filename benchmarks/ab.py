@@ -1,0 +1,108 @@
+"""`python -m benchmarks.ab --base REV`: our ingestion at an earlier commit against this tree.
+
+The question a change to the ingestion must answer: is it slower than before? Both versions run
+on the same raw files (generated once, without faults, as `bench` does), alternating, each in its
+own process, measured by `measure.run_measured` (wall, CPU of the whole tree, peak RSS of the
+tree). The base commit is checked out into a temporary worktree and run with this environment's
+Python, its own package first on the path. Medians and the ratio working tree / base are printed;
+outputs are compared line for line, since a faster version that writes other lines proves
+nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from isal import igzip
+
+from benchmarks.measure import run_measured
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+def ingest_argv(raw: Path, out: Path) -> list[str]:
+    return [PY, "-m", "helpers", "ingest", "--raw", str(raw), "--out", str(out),
+            "--no-progress", "--fresh", "--log-dir", str(out.parent / "logs")]
+
+
+def lines_of(out: Path) -> dict[str, str]:
+    """Each output's decompressed bytes, as a digest: the same lines in the same order."""
+    found = {}
+    for path in sorted(out.glob("*.json.gz")):
+        digest = hashlib.sha256()
+        with igzip.open(path, "rb") as f:
+            for block in iter(lambda f=f: f.read(1 << 20), b""):
+                digest.update(block)
+        found[path.name] = digest.hexdigest()
+    return found
+
+
+def run(base: str, scale: int, reps: int, work: Path) -> int:
+    raw = work / f"raw-{scale}"
+    if not (raw / "MANIFEST.json").exists():
+        subprocess.run([PY, "-m", "helpers", "make-raw", "--scale", str(scale), "--out",
+                        str(raw), "--db", str(ROOT / "db" / "sqlite" / "chinook.db")],
+                       check=True, cwd=ROOT)
+    tree = work / "base-tree"
+    shutil.rmtree(tree, ignore_errors=True)
+    subprocess.run(["git", "worktree", "add", "--detach", "-q", str(tree), base], check=True,
+                   cwd=ROOT)
+    try:
+        sides = {"base": tree, "tree": ROOT}
+        runs: dict[str, list] = {side: [] for side in sides}
+        for rep in range(reps):
+            for side, code in sides.items():
+                out = work / f"out-{side}"
+                shutil.rmtree(out, ignore_errors=True)
+                env = {**os.environ, "PYTHONPATH": str(code)}
+                m = run_measured(ingest_argv(raw, out), cwd=code, env=env)
+                if m.returncode != 0:
+                    print(f"{side} failed:\n{m.stderr_tail}")
+                    return 1
+                runs[side].append(m)
+                print(f"rep {rep + 1} {side:>4}: wall {m.wall_s:6.2f} s  cpu {m.cpu_s:6.2f} s  "
+                      f"tree peak {m.peak_tree_mib:6.1f} MiB")
+        same = lines_of(work / "out-base") == lines_of(work / "out-tree")
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT)
+    report(runs, base, scale, same)
+    return 0 if same else 1
+
+
+def report(runs: dict[str, list], base: str, scale: int, same: bool) -> None:
+    def med(side: str, attr: str) -> float:
+        return statistics.median(getattr(m, attr) for m in runs[side])
+
+    print(f"\nscale {scale}, medians of {len(runs['base'])} alternating runs; base = {base}")
+    for attr, label in (("wall_s", "wall s"), ("cpu_s", "CPU s"),
+                        ("peak_tree_mib", "tree peak MiB")):
+        b, t = med("base", attr), med("tree", attr)
+        print(f"  {label:<14} base {b:8.2f}   working tree {t:8.2f}   tree / base {t / b:5.2f}x")
+    print(f"  outputs: {'the same lines' if same else 'DIFFERENT lines'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.ab", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--base", required=True, help="the commit to compare with, e.g. HEAD~5")
+    p.add_argument("--scale", type=int, default=500)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--work", default=None, help="raw data and outputs (default: a temp folder)")
+    args = p.parse_args(argv)
+    if args.work:
+        return run(args.base, args.scale, args.reps, Path(args.work))
+    with tempfile.TemporaryDirectory(prefix="ab-") as tmp:
+        return run(args.base, args.scale, args.reps, Path(tmp))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
