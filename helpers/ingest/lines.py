@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import codecs
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from isal import isal_zlib
 
 GZIP_WBITS = 16 + isal_zlib.MAX_WBITS
 GZIP_MAGIC = b"\x1f\x8b"
-BLOCK_BYTES = 1 << 20
+BLOCK_BYTES = 1 << 18  # 256 KiB: a block of short lines is many small objects
 FALLBACK_ERRORS = "helpers-cp1252"
 # The encodings a BOM identifies; utf-32 first: its little-endian BOM starts like utf-16's.
 BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
@@ -56,10 +57,6 @@ class TooLong:
 
     head: bytes
     size: int
-
-
-class WithTooLong(list):
-    """A list of lines of which some are TooLong: the readers check the list, not each line."""
 
 
 def bom_encoding(head: bytes) -> str | None:
@@ -184,16 +181,18 @@ def open_binary(path: Path, compression: str | None, encoding: str = "utf-8") ->
     return raw
 
 
-def split_lines(stream: IO[bytes], max_line_bytes: int,
-                block_bytes: int = BLOCK_BYTES) -> Iterator[list[bytes | TooLong]]:
+def split_lines(stream: IO[bytes], max_line_bytes: int, block_bytes: int = BLOCK_BYTES,
+                text: bool = False) -> Iterator[Lines]:
     """Lists of physical lines, in order, each with its ending; an over-long line as TooLong.
 
-    A UTF-8 BOM at the start is dropped. Reading errors propagate; the lines yielded before
-    them are complete and final.
+    With `text`, the lines come decoded (see `decode_block`), which spares a bytes object per
+    line. A UTF-8 BOM at the start is dropped. Reading errors propagate; the lines yielded
+    before them are complete and final.
     """
     carry = b""
     first = True
     skipping: TooLong | None = None  # inside an over-long line, waiting for its end
+    split = decode_block if text else _split_bytes
     # read1: one raw read at a time, so the bytes before a damaged stretch are handed over
     # before its error (read() would drop a whole block of them with the exception).
     read = getattr(stream, "read1", stream.read)
@@ -205,30 +204,89 @@ def split_lines(stream: IO[bytes], max_line_bytes: int,
         if not block:
             break
         data = carry + block if carry else block
-        lines = data.splitlines(keepends=True)
-        carry = b""
-        if not lines[-1].endswith(b"\n"):
-            carry = lines.pop()  # unfinished, or a \r that a \n in the next block may follow
+        # Complete lines end at the last line ending; a final \r may be half of a \r\n.
+        end = len(data) - 1 if data.endswith(b"\r") else len(data)
+        cut = max(data.rfind(b"\n", 0, end), data.rfind(b"\r", 0, end)) + 1
+        head, carry = data[:cut], data[cut:]
+        prefix: list[TooLong] = []
         if skipping is not None:
-            if not lines:
+            if not head:
                 skipping = TooLong(skipping.head, skipping.size + len(carry))
                 carry = b""
                 continue
-            end = lines.pop(0)
-            lines.insert(0, TooLong(skipping.head, skipping.size + len(end)))
-            skipping = None
+            stop = _first_line_end(head)
+            prefix = [TooLong(skipping.head, skipping.size + stop)]
+            head, skipping = head[stop:], None
         if len(carry) > max_line_bytes:
             skipping, carry = TooLong(carry[:200], len(carry)), b""
-        if lines and (isinstance(lines[0], TooLong) or max(map(len, lines)) > max_line_bytes):
-            lines = WithTooLong(TooLong(x[:200], len(x)) if isinstance(x, bytes)
-                                and len(x) > max_line_bytes else x for x in lines)
+        lines = split(head)
+        if prefix or (lines and max(map(len, lines)) > max_line_bytes):
+            lines = _mark_too_long(prefix + lines, lines, max_line_bytes, len(prefix))
         if lines:
             yield lines
     if skipping is not None:
-        yield WithTooLong([skipping])
+        yield Lines([skipping], long=True)
     elif carry:
-        yield [carry] if len(carry) <= max_line_bytes else \
-            WithTooLong([TooLong(carry[:200], len(carry))])
+        if len(carry) > max_line_bytes:
+            yield Lines([TooLong(carry[:200], len(carry))], long=True)
+        else:
+            yield split(carry)
+
+
+class Lines(list):
+    """One block's lines. `long`: some are TooLong markers, so readers check the list, not each
+    line; `fallbacks`: indices of the lines that held bytes read as cp1252."""
+
+    def __init__(self, items: Any = (), long: bool = False,
+                 fallbacks: tuple[int, ...] = ()) -> None:
+        super().__init__(items)
+        self.long, self.fallbacks = long, fallbacks
+
+
+def _split_bytes(head: bytes) -> Lines:
+    return Lines(head.splitlines(keepends=True))
+
+
+def _first_line_end(data: bytes) -> int:
+    ends = [i for i in (data.find(b"\n"), data.find(b"\r")) if i >= 0]
+    at = min(ends)
+    return at + 2 if data[at:at + 2] == b"\r\n" else at + 1
+
+
+def _mark_too_long(all_lines: list, lines: Lines, max_line_bytes: int, shift: int) -> Lines:
+    """Over-long lines become TooLong markers (their text is not kept); indices shift too."""
+    marked = [TooLong(_head_bytes(x), len(x)) if not isinstance(x, TooLong)
+              and len(x) > max_line_bytes else x for x in all_lines]
+    return Lines(marked, long=True, fallbacks=tuple(i + shift for i in lines.fallbacks))
+
+
+def _head_bytes(line: bytes | str) -> bytes:
+    return line[:200] if isinstance(line, bytes) else line[:200].encode("utf-8", "replace")
+
+
+EXOTIC_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+def decode_block(head: bytes) -> Lines:
+    """Complete lines as text: UTF-8 where it is valid, cp1252 for each sequence that is not.
+
+    One decode and one split for the whole block in the usual case; line by line only where
+    some byte is not UTF-8, or where a character that str.splitlines takes for a line break
+    (\x0b, \x0c, \x1c-\x1e, \x85, \u2028, \u2029, all data to CSV) appears.
+    """
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and not EXOTIC_BREAKS.search(text):
+        return Lines(text.splitlines(keepends=True))
+    lines, fallbacks = [], []
+    for i, line in enumerate(head.splitlines(keepends=True)):
+        decoded, fell_back = decode_line(line)
+        lines.append(decoded)
+        if fell_back:
+            fallbacks.append(i)
+    return Lines(lines, fallbacks=tuple(fallbacks))
 
 
 def decode_lines(lines: list[bytes]) -> tuple[list[str], int]:

@@ -20,9 +20,8 @@ from typing import IO, Any
 from helpers.ingest.lines import (
     FALLBACK_ERRORS,
     DamagedInput,
+    Lines,
     TooLong,
-    WithTooLong,
-    decode_lines,
     open_binary,
     split_lines,
 )
@@ -92,39 +91,45 @@ def read_chunks(path: Path, fmt: Format, chunk_rows: int, skip: int = 0,
     return readers[fmt.kind](path, fmt, chunk_rows, skip, limits)
 
 
-def _line_batches(f: IO[bytes], start: int, size: int,
-                  max_bytes: int) -> Iterator[tuple[int, list[bytes | TooLong]]]:
-    """(first index, lines), cut where the line index is a multiple of `size`, from `start` on.
-
-    A batch that may hold TooLong markers is a WithTooLong list.
-    """
-    index, batch, batch_start = 0, [], start
-    long = False
+def _line_batches(f: IO[bytes], start: int, size: int, max_bytes: int,
+                  text: bool = False) -> Iterator[tuple[int, Lines, int]]:
+    """(first index, lines, fallback lines) cut where the line index is a multiple of `size`,
+    from line `start` on. A batch that may hold TooLong markers has `long` set."""
+    index, batch, batch_start = 0, Lines(), start
+    fallbacks: list[int] = []  # absolute indices of lines read partly as cp1252, not yet counted
     try:
-        for lines in split_lines(f, max_bytes):
-            long = long or isinstance(lines, WithTooLong)
+        for lines in split_lines(f, max_bytes, text=text):
+            fallbacks += [index + i for i in lines.fallbacks if index + i >= start]
             if index + len(lines) <= start:
                 index += len(lines)
                 continue
             if index < start:
-                lines, index = lines[start - index:], start
+                lines, index = Lines(lines[start - index:], lines.long), start
             pos = 0
             while pos < len(lines):
                 if not batch:
                     batch_start = index
                 take = lines[pos:pos + size - index % size]
                 batch += take
+                batch.long = batch.long or lines.long
                 index += len(take)
                 pos += len(take)
                 if index % size == 0:
-                    yield batch_start, WithTooLong(batch) if long else batch
-                    batch, long = [], isinstance(lines, WithTooLong) and pos < len(lines)
+                    yield batch_start, batch, _count_below(fallbacks, index)
+                    batch = Lines()
     except READ_ERRORS:
         if batch:  # the complete lines before the damage are records like any others
-            yield batch_start, WithTooLong(batch) if long else batch
+            yield batch_start, batch, _count_below(fallbacks, index)
         raise
     if batch:
-        yield batch_start, WithTooLong(batch) if long else batch
+        yield batch_start, batch, _count_below(fallbacks, index)
+
+
+def _count_below(fallbacks: list[int], end: int) -> int:
+    """How many pending fallback lines come before `end`; those are removed."""
+    n = sum(1 for i in fallbacks if i < end)
+    del fallbacks[:n]
+    return n
 
 
 def read_csv(path: Path, fmt: Format, chunk_rows: int, skip: int = 0,
@@ -135,15 +140,16 @@ def read_csv(path: Path, fmt: Format, chunk_rows: int, skip: int = 0,
     end = skip
     with open_binary(path, fmt.compression, fmt.encoding) as f:
         try:
-            for first, raw in _line_batches(f, skip, chunk_rows, limits.max_record_bytes):
+            for first, raw, fallbacks in _line_batches(f, skip, chunk_rows,
+                                                       limits.max_record_bytes, text=True):
                 end = first + len(raw)
-                yield _csv_chunk(assembler, first, raw, fmt, state, final=False)
+                yield _csv_chunk(assembler, first, raw, fmt, state, False, fallbacks)
         except READ_ERRORS as exc:
             if assembler.pending:
-                yield _csv_chunk(assembler, end, [], fmt, state, final=True)
+                yield _csv_chunk(assembler, end, Lines(), fmt, state, True, 0)
             raise _damage(exc, end) from exc
         if assembler.pending:
-            yield _csv_chunk(assembler, end, [], fmt, state, final=True)
+            yield _csv_chunk(assembler, end, Lines(), fmt, state, True, 0)
 
 
 def _damage(exc: Exception, lines_read: int) -> DamagedInput:
@@ -152,13 +158,12 @@ def _damage(exc: Exception, lines_read: int) -> DamagedInput:
     return DamagedInput(reason, getattr(exc, "offset", None), lines_read + 1)
 
 
-def _csv_chunk(assembler: Assembler, first: int, raw: list[bytes | TooLong], fmt: Format,
-               state: dict, final: bool) -> Chunk:
-    batch_end = first + len(raw)
-    preamble = raw[:max(0, fmt.skip_lines - first)]
+def _csv_chunk(assembler: Assembler, first: int, texts: Lines, fmt: Format,
+               state: dict, final: bool, fallbacks: int) -> Chunk:
+    batch_end = first + len(texts)
+    preamble = texts[:max(0, fmt.skip_lines - first)]
     if preamble:  # blank lines, comments and notes before the header: never records
-        raw, first = type(raw)(raw[len(preamble):]), first + len(preamble)
-    texts, fallbacks = _decode(raw)
+        texts, first = Lines(texts[len(preamble):], texts.long), first + len(preamble)
     out = None
     if not assembler.pending and not final and texts:
         out = _fast_records(assembler, texts, first, fmt)
@@ -170,7 +175,7 @@ def _csv_chunk(assembler: Assembler, first: int, raw: list[bytes | TooLong], fmt
         rows, starts, header = rows[1:], starts[1:], 1
         state["header"] = False
     if preamble:
-        blank = sum(1 for x in preamble if isinstance(x, bytes) and not x.strip(b"\r\n"))
+        blank = sum(1 for x in preamble if isinstance(x, str) and not x.strip("\r\n"))
         out.blank += blank
         out.comments += len(preamble) - blank
     resume = assembler.resume_line
@@ -179,10 +184,10 @@ def _csv_chunk(assembler: Assembler, first: int, raw: list[bytes | TooLong], fmt
                  out.blank, out.comments, header, fallbacks)
 
 
-def _fast_records(assembler: Assembler, texts: list[Any], first: int,
+def _fast_records(assembler: Assembler, texts: Lines, first: int,
                   fmt: Format) -> Assembled | None:
     """Every line one record, parsed by one csv call; None when the assembler must decide."""
-    if isinstance(texts, WithTooLong):
+    if texts.long:
         return None
     comment = fmt.comment
     if comment and any(comment in t for t in texts):
@@ -203,36 +208,21 @@ def _fast_records(assembler: Assembler, texts: list[Any], first: int,
     return Assembled(rows, starts, [], blank, 0)
 
 
-def _decode(raw: list[bytes | TooLong]) -> tuple[list[str | TooLong], int]:
-    if not isinstance(raw, WithTooLong):
-        return decode_lines(raw)  # type: ignore[arg-type]
-    texts: list[str | TooLong] = WithTooLong()
-    fallbacks = 0
-    for x in raw:
-        if isinstance(x, TooLong):
-            texts.append(x)
-        else:
-            decoded, n = decode_lines([x])
-            texts += decoded
-            fallbacks += n
-    return texts, fallbacks
-
-
 def read_jsonl(path: Path, fmt: Format, chunk_rows: int, skip: int = 0,
                limits: Limits = Limits()) -> Iterator[Chunk]:
     end = skip
     with open_binary(path, fmt.compression, fmt.encoding) as f:
         try:
-            for first, raw in _line_batches(f, skip, chunk_rows, limits.max_record_bytes):
+            for first, raw, _ in _line_batches(f, skip, chunk_rows, limits.max_record_bytes):
                 end = first + len(raw)
                 yield _jsonl_chunk(first, raw)
         except READ_ERRORS as exc:
             raise _damage(exc, end) from exc
 
 
-def _jsonl_chunk(first: int, raw: list[bytes | TooLong]) -> Chunk:
+def _jsonl_chunk(first: int, raw: Lines) -> Chunk:
     end = first + len(raw)
-    if not isinstance(raw, WithTooLong):
+    if not raw.long:
         return Chunk(raw, first, first + 1, None, end, end)
     records, lines, bad = [], [], []
     for i, x in enumerate(raw, start=first + 1):
