@@ -13,6 +13,10 @@ from collections.abc import Callable, Sequence
 from helpers.errors import HelpersError
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Every option's default in --help, and the example kept as written."""
 COMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None], Handler]] = {}
 
 
@@ -150,10 +154,11 @@ def _make_raw(args: argparse.Namespace) -> int:
 
 def _run_notebooks_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("names", nargs="*", metavar="NAME",
-                   help="notebooks to run, e.g. 02_wrangling (default: all numbered ones)")
+                   help="notebooks to run, e.g. 02_wrangling; all numbered ones when none")
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
                    metavar=("KEY", "VALUE"),
-                   help="set a parameter (JSON value or string); repeatable")
+                   help="set a parameter (JSON value or string); repeatable. The notebooks run "
+                        "in their own folder, so a relative path is relative to notebooks/")
     p.add_argument("--reports", default="reports", help="folder for the executed copies")
     p.add_argument("--no-html", action="store_true", help="skip the HTML copies")
     p.add_argument("--notebooks-dir", default="notebooks", help="where the notebooks live")
@@ -230,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (summary, example, add_arguments, handler) in COMMANDS.items():
         p = sub.add_parser(
             name, help=summary, description=summary, epilog=f"Example:\n  {example}",
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=HelpFormatter,
         )
         add_arguments(p)
         p.set_defaults(handler=handler)

@@ -97,3 +97,12 @@ def test_an_empty_dataset_folder_says_so_on_the_terminal(tmp_path, capsys):
     assert main(["ingest", "--raw", str(tmp_path / "raw"), "--out", str(tmp_path / "out"),
                  "--no-progress", "--log-dir", str(tmp_path / "logs")]) == 0
     assert "nothing: no data files" in capsys.readouterr().out
+
+
+def test_help_shows_every_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["ingest", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines anywhere
+    for default in ("(default: raw_data)", "(default: 5000)", "(default: 10000)",
+                    "(default: 1048576)", "(default: count)"):
+        assert default in out
