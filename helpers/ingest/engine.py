@@ -12,6 +12,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -122,6 +123,8 @@ def _die_with_parent() -> None:
     Otherwise a killed run leaves its workers writing to the output while the lock is free,
     and the next run collides with them. Linux only (prctl); elsewhere a no-op.
     """
+    if not sys.platform.startswith("linux"):
+        return
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
