@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from helpers.warehouse.build import build_db, fetch_sdist
+
+# Property tests draw the same examples on every run, so that a CI run cannot fail by chance;
+# HYPOTHESIS_PROFILE=explore draws new ones each time, for a longer search by hand.
+settings.register_profile("repeatable", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 ROOT = Path(__file__).resolve().parent.parent
 # The project's own sdist cache: `make setup` fills it, so tests build offline after that.
