@@ -87,7 +87,8 @@ def until_damaged(chunks: Iterable[Chunk], on_damage: Callable[[Damage], None]) 
 def read_chunks(path: Path, fmt: Format, chunk_rows: int, skip: int = 0,
                 limits: Limits = Limits()) -> Iterator[Chunk]:
     """Chunks of at most `chunk_rows` lines (or items), starting at position `skip`."""
-    readers = {"csv": read_csv, "jsonl": read_jsonl, "json_array": read_json_array}
+    readers = {"csv": read_csv, "jsonl": read_jsonl, "json_array": read_json_array,
+               "json_stream": read_json_array}
     return readers[fmt.kind](path, fmt, chunk_rows, skip, limits)
 
 
@@ -237,9 +238,10 @@ def _jsonl_chunk(first: int, raw: Lines) -> Chunk:
 
 def read_json_array(path: Path, fmt: Format, chunk_rows: int, skip: int = 0,
                     limits: Limits = Limits()) -> Iterator[Chunk]:
+    """The items of a JSON array, or of a stream of JSON values (kind "json_stream")."""
     binary = open_binary(path, fmt.compression, fmt.encoding)
     with io.TextIOWrapper(binary, encoding="utf-8", errors=FALLBACK_ERRORS, newline="") as f:
-        items = _array_items(f, limits.max_record_bytes)
+        items = _array_items(f, limits.max_record_bytes, stream=fmt.kind == "json_stream")
         record = skip
         for _ in islice(items, skip):
             pass
@@ -270,8 +272,10 @@ class ArrayError:
         self.reason, self.raw = reason, raw
 
 
-def _array_items(f: IO[str], max_chars: int) -> Iterator[tuple[int, Any]]:
-    """(line, item) for each element of a top-level JSON array, holding one item at a time.
+def _array_items(f: IO[str], max_chars: int, stream: bool = False) -> Iterator[tuple[int, Any]]:
+    """(line, item) for each element of a top-level JSON array, holding one item at a time;
+    with `stream`, for each of the JSON values that follow one another in the file (pretty-printed
+    objects one after the other, as `jq` writes them, or a single one).
 
     The standard library's scanner decodes one value from a buffer; when the value runs past the
     buffer's end we read more and try again, so memory stays at one item plus one block. NaN and
@@ -302,16 +306,17 @@ def _array_items(f: IO[str], max_chars: int) -> Iterator[tuple[int, Any]]:
             eof = not more
             buf, pos = buf[pos:] + more, 0
 
-    if next_token() != "[":
-        yield line, ArrayError("the file does not start with '['", buf[pos:pos + 200])
-        return
-    pos += 1
+    if not stream:
+        if next_token() != "[":
+            yield line, ArrayError("the file does not start with '['", buf[pos:pos + 200])
+            return
+        pos += 1
     first = True
     while True:
         token = next_token()
-        if token == "]":
+        if token == ("" if stream else "]"):
             return
-        if not first:
+        if not first and not stream:
             if token != ",":
                 yield line, ArrayError(f"expected ',' or ']' but found {token!r}; the rest "
                                        "of the file cannot be read", buf[pos:pos + 200])

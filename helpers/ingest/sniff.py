@@ -39,8 +39,9 @@ NON_DATA_NAMES = re.compile(r"^(\..*|_SUCCESS|_committed_.*|_started_.*|.*~|Thum
 CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f]")
 BINARY_SHARE = 0.1  # a sample with more control bytes than this is not text
 
-# Kinds: "csv", "jsonl", "json_array", "empty" (no records), "unknown" (not a data file).
-DATA_KINDS = ("csv", "jsonl", "json_array")
+# Kinds: "csv", "jsonl", "json_array", "json_stream" (JSON values one after another, such as
+# pretty-printed objects), "empty" (no records), "unknown" (not a data file).
+DATA_KINDS = ("csv", "jsonl", "json_array", "json_stream")
 
 # What a value looks like, for telling a header from a first row of data.
 VALUE_TYPES = (
@@ -188,11 +189,23 @@ def _sniff_jsonl(path: Path, head: bytes, complete: bool, common: dict) -> Forma
         try:  # stray bytes that are not UTF-8, or an integer beyond 64 bits
             first = loads_exact(line.decode("utf-8", "replace"))
         except (ValueError, RecursionError):
-            return Format("unknown", note="starts with '{' but its first line is not a JSON "
-                                          "object; a single pretty-printed object is not "
-                                          "supported", **common)
+            return _sniff_json_stream(head, complete, common)
     keys = list(first) if isinstance(first, dict) else []
     return Format("jsonl", header=keys, **common)
+
+
+def _sniff_json_stream(head: bytes, complete: bool, common: dict) -> Format:
+    """An object that spans lines: pretty-printed objects one after another, or just one."""
+    text = head.decode("utf-8", "replace").lstrip("\ufeff \t\r\n")
+    try:
+        first = json.JSONDecoder(parse_int=parse_json_int).raw_decode(text)[0]
+    except (ValueError, RecursionError):
+        if complete:
+            return Format("unknown", note="starts with '{' but holds no complete JSON object",
+                          **common)
+        first = None  # the first object is larger than the sample
+    keys = list(first) if isinstance(first, dict) else []
+    return Format("json_stream", header=keys, **common)
 
 
 def _sniff_delimited(lines: list[str], complete: bool, common: dict) -> Format:
