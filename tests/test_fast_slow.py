@@ -11,8 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import resource
-import sys
 import tempfile
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from helpers.ingest.normalize import Normalizer
 from helpers.ingest.readers import read_chunks
 from helpers.ingest.schema import map_header, schema_for
 from helpers.ingest.sniff import DATA_KINDS, sniff
+from tests.fuzz_util import memory_cap as memory_cap  # a fixture
 
 DATASETS = ["track_facts", "orders", "tracks", "things"]
 THINGS = ["id", "name", "Price", "when"]
@@ -46,24 +45,12 @@ KINDS = {
     "number": st.floats(allow_nan=False, allow_infinity=False) | st.integers(-10**6, 10**6),
     "text": st.text(st.characters(exclude_categories=("Cs", "Cc")), max_size=6),
 }
+pytestmark = pytest.mark.usefixtures("memory_cap")
+
 FAST_SLOW = settings(max_examples=200, deadline=None,
                      phases=[p for p in Phase if p != Phase.explain],
                      suppress_health_check=[HealthCheck.too_slow,
                                             HealthCheck.function_scoped_fixture])
-
-
-@pytest.fixture(autouse=True, scope="module")
-def memory_cap():
-    """A runaway allocation fails its test with MemoryError instead of exhausting the machine."""
-    if not sys.platform.startswith("linux"):
-        yield
-        return
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    used = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
-    cap = used + (512 << 20) if hard == resource.RLIM_INFINITY else min(used + (512 << 20), hard)
-    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
-    yield
-    resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 def columns_of(dataset: str) -> list[tuple[str, str]]:

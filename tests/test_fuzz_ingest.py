@@ -11,8 +11,6 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import resource
-import sys
 import tempfile
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from hypothesis import strategies as st
 
 from helpers.ingest.dataset_pass import Options
 from helpers.ingest.engine import ingest
+from tests.fuzz_util import memory_cap as memory_cap  # a fixture
 
 FACTS = b"TrackId,Milliseconds,Bytes\n" + b"".join(
     b"%d,%d,%s\n" % (i, 200_000 + 37 * i, b"" if i % 7 == 0 else b"%d" % (6_000_000 + i))
@@ -47,8 +46,8 @@ THINGS_JSONL = b"".join(orjson.dumps(r) + b"\n" for r in THINGS_ROWS)
 ORDERS = json.dumps([{"InvoiceLineId": i, "InvoiceId": i // 3 + 1, "CustomerId": 7,
                       "TrackId": 100 + i, "UnitPrice": 0.99, "Quantity": 1}
                      for i in range(1, 13)], indent=1).encode()
-BASES = [("track_facts", "facts.csv", FACTS), ("things", "things.csv", THINGS_CSV),
-         ("things", "things.jsonl", THINGS_JSONL), ("orders", "orders.json", ORDERS)]
+BASES = [("track_facts", "facts.csv", FACTS, 20), ("things", "things.csv", THINGS_CSV, 6),
+         ("things", "things.jsonl", THINGS_JSONL, 5), ("orders", "orders.json", ORDERS, 12)]
 TOKENS = [b'"', b",", b";", b"\t", b"|", b"\n", b"\r", b"\r\n", b"\x00", b"{", b"[", b"]",
           b"#", b"\\", b"\xff", b"\xc3", b"\xef\xbb\xbf", b"NaN", b"{}\n", b"\\ud800"]
 DIGITS = re.compile(rb"[0-9]+")
@@ -67,23 +66,11 @@ wrapper = st.tuples(st.sampled_from(["plain", "plain", "gzip", "gzip_cut", "gzip
                                      "gzip_garbage"]), pos, st.integers(1, 255))
 case = st.tuples(st.sampled_from(BASES), st.lists(mutation, max_size=4), wrapper, st.booleans())
 # No explain phase: it reruns a failure hundreds of times, and a hang costs its memory cap each.
+pytestmark = pytest.mark.usefixtures("memory_cap")
+
 FUZZ = settings(max_examples=150, deadline=None, phases=[p for p in Phase if p != Phase.explain],
                 suppress_health_check=[HealthCheck.too_slow,
                                        HealthCheck.function_scoped_fixture])
-
-
-@pytest.fixture(autouse=True, scope="module")
-def memory_cap():
-    """A runaway allocation fails its test with MemoryError instead of exhausting the machine."""
-    if not sys.platform.startswith("linux"):
-        yield
-        return
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    used = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
-    cap = used + (512 << 20) if hard == resource.RLIM_INFINITY else min(used + (512 << 20), hard)
-    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
-    yield
-    resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 def mutate(data: bytes, kind: str, at: int | None, arg) -> bytes:
@@ -127,12 +114,13 @@ def wrap(data: bytes, kind: str, at: int, arg: int) -> bytes:
 
 
 def build(draw_case) -> tuple[str, dict[str, bytes]]:
-    (dataset, name, body), mutations, (kind, at, arg), companion = draw_case
+    (dataset, name, body, _), mutations, (kind, at, arg), companion = draw_case
+    clean = body
     for m in mutations:
         body = mutate(body, *m)
     files = {"a_" + name + (".gz" if kind != "plain" else ""): wrap(body, kind, at, arg)}
     if companion:  # a clean file after the damaged one: damage must not cost it anything
-        files["z_" + name] = next(b for d, n, b in BASES if n == name)
+        files["z_" + name] = clean
     return dataset, files
 
 
@@ -187,6 +175,10 @@ def test_ingest_survives_damaged_files_and_its_counts_add_up(draw_case):
     with tempfile.TemporaryDirectory() as tmp:
         entry, out = run(Path(tmp), dataset, files)
         check(entry, out, dataset, files)
+    (_, name, _, n), *_, companion = draw_case
+    if companion:
+        (clean,) = [f for f in entry["files"] if f["name"] == "z_" + name]
+        assert (clean["rows"], clean["rejected"], clean["damage"]) == (n, 0, None), clean
 
 
 @settings(FUZZ, max_examples=75)
