@@ -250,5 +250,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted: the work done up to the last checkpoint is kept; run the same "
+              "command again to resume", file=sys.stderr)
         return 130

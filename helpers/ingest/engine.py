@@ -94,8 +94,9 @@ def _run_parallel(folders, out, options, fresh, jobs, bar) -> dict[str, Any]:
     counter = context.Value("q", 0)
     largest_first = sorted(folders, key=lambda f: -sum(p.stat().st_size for p in f.iterdir()))
     results = {}
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
-                             initargs=(counter,)) as pool:
+    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
+                               initargs=(counter,))
+    try:
         futures = {pool.submit(_worker, folder, out, options, fresh): folder
                    for folder in largest_first}
         pending = set(futures)
@@ -108,12 +109,31 @@ def _run_parallel(folders, out, options, fresh, jobs, bar) -> dict[str, Any]:
             if pending:
                 time.sleep(0.2)
         bar.update(counter.value - bar.n)
+    except BaseException:
+        # Ctrl-C, or a fatal error in one dataset: stop the others now rather than let them run
+        # to the end of their datasets. Their checkpoints make the next run resume, and a
+        # worker stopped mid-write is what those checkpoints are made for.
+        _stop_workers(pool)
+        raise
+    pool.shutdown()
     return results
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.join(timeout=5)
 
 
 def _init_worker(counter: Any) -> None:
     global _progress_counter
     _progress_counter = counter
+    # Ctrl-C reaches the whole process group; the main process stops the workers itself, so
+    # they print no traceback of their own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
 
 
