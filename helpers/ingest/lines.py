@@ -58,6 +58,11 @@ class TooLong:
     head: bytes
     size: int
 
+    def reject(self, line: int, limit: int) -> tuple[int, str, str]:
+        """The (line, reason, raw) a reader reports for it."""
+        return (line, f"the line is {self.size:,} bytes long, over the limit of {limit:,}",
+                self.head.decode("utf-8", "replace"))
+
 
 def bom_encoding(head: bytes) -> str | None:
     for bom, encoding in BOMS:

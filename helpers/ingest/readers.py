@@ -216,20 +216,19 @@ def read_jsonl(path: Path, fmt: Format, chunk_rows: int, skip: int = 0,
         try:
             for first, raw, _ in _line_batches(f, skip, chunk_rows, limits.max_record_bytes):
                 end = first + len(raw)
-                yield _jsonl_chunk(first, raw)
+                yield _jsonl_chunk(first, raw, limits.max_record_bytes)
         except READ_ERRORS as exc:
             raise _damage(exc, end) from exc
 
 
-def _jsonl_chunk(first: int, raw: Lines) -> Chunk:
+def _jsonl_chunk(first: int, raw: Lines, limit: int) -> Chunk:
     end = first + len(raw)
     if not raw.long:
         return Chunk(raw, first, first + 1, None, end, end)
     records, lines, bad = [], [], []
     for i, x in enumerate(raw, start=first + 1):
         if isinstance(x, TooLong):
-            bad.append((i, f"the line is {x.size:,} bytes long, over the limit",
-                        x.head.decode("utf-8", "replace")))
+            bad.append(x.reject(i, limit))
         else:
             records.append(x)
             lines.append(i)

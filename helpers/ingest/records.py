@@ -171,17 +171,16 @@ class Assembler:
     def _start(self, index: int, line: str | TooLong, out: Assembled,
                complete: list[list[str]]) -> None:
         if isinstance(line, TooLong):
-            head = line.head.decode("utf-8", "replace")
-            out.bad.append((index + 1, f"the line is {line.size:,} bytes long, over the limit "
-                                       f"of {self.max_chars:,}", head))
-        elif line in BLANK_LINES:
-            out.blank += 1
-        elif self.dialect.comment and self.dialect.comment in line:
+            out.bad.append(line.reject(index + 1, self.max_chars))
+            return
+        if self.dialect.comment and self.dialect.comment in line:
+            # Once: a comment character left in the line is inside quotes, and is data.
             line = strip_comment(line, self.dialect)
-            if line.strip(" \t\r\n"):
-                self._start(index, line, out, complete)
-            else:
+            if not line.strip(" \t\r\n"):
                 out.comments += 1
+                return
+        if line in BLANK_LINES:
+            out.blank += 1
         elif (not any(c in line for c in self.dialect.specials)
               or line_state(line, CLOSED, self.dialect) == CLOSED):
             complete.append([line])
