@@ -100,9 +100,7 @@ class GzipStream(io.RawIOBase):
             try:
                 self._pending = self._inflate_more()
             except isal_zlib.error as exc:
-                self._error = DamagedInput(f"corrupt gzip data in the member that starts at "
-                                           f"byte {self._member_start} ({exc})",
-                                           self._member_start)
+                self._error = self._corrupt(exc)
         size = min(len(buffer), len(self._pending))
         buffer[:size] = self._pending[:size]
         self._pending = self._pending[size:]
@@ -128,11 +126,13 @@ class GzipStream(io.RawIOBase):
             try:
                 out += self._inflate.decompress(rest)
             except isal_zlib.error as exc:  # hand over the members before it first
-                self._error = DamagedInput(f"corrupt gzip data in the member that starts at "
-                                           f"byte {self._member_start} ({exc})",
-                                           self._member_start)
+                self._error = self._corrupt(exc)
                 return out
         return out
+
+    def _corrupt(self, exc: Exception) -> DamagedInput:
+        return DamagedInput(f"corrupt gzip data in the member that starts at byte "
+                            f"{self._member_start} ({exc})", self._member_start)
 
     def _end_of_padding(self) -> None:
         """Zeros after the last member end the stream; anything after zeros is damage."""
@@ -292,32 +292,6 @@ def decode_block(head: bytes) -> Lines:
         if fell_back:
             fallbacks.append(i)
     return Lines(lines, fallbacks=tuple(fallbacks))
-
-
-def decode_lines(lines: list[bytes]) -> tuple[list[str], int]:
-    """The lines as text, and how many of them needed the cp1252 fallback somewhere."""
-    joined = b"".join(lines)
-    try:
-        text = joined.decode("utf-8")
-    except UnicodeDecodeError:
-        return _decode_each(lines)
-    decoded = text.splitlines(keepends=True)
-    # str.splitlines also splits at \x0b, \x0c, \x1c-\x1e, \x85, \u2028 and \u2029, which are
-    # data, not line endings, for csv; if any split there, decode line by line instead.
-    if len(decoded) == len(lines):
-        return decoded, 0
-    return [line.decode("utf-8") for line in lines], 0
-
-
-def _decode_each(lines: list[bytes]) -> tuple[list[str], int]:
-    out, fallbacks = [], 0
-    for line in lines:
-        try:
-            out.append(line.decode("utf-8"))
-        except UnicodeDecodeError:
-            out.append(line.decode("utf-8", FALLBACK_ERRORS))
-            fallbacks += 1
-    return out, fallbacks
 
 
 def decode_line(line: bytes) -> tuple[str, bool]:

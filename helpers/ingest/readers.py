@@ -76,12 +76,11 @@ def until_damaged(chunks: Iterable[Chunk], on_damage: Callable[[Damage], None]) 
     try:
         yield from chunks
     except Exception as exc:  # noqa: BLE001 - no file's content may stop the run
-        line = exc.line if isinstance(exc, DamagedInput) else 0
-        offset = exc.offset if isinstance(exc, DamagedInput) else None
-        reason = exc.reason if isinstance(exc, DamagedInput) else f"{type(exc).__name__}: {exc}"
+        found = exc if isinstance(exc, DamagedInput) else _damage(exc, -1)  # line unknown: 0
+        line, offset = found.line, found.offset
         where = f"line {line}" + (f" (byte {offset:,} of the file)" if offset is not None else "")
-        on_damage(Damage(line, offset, f"the file could not be read past {where}: {reason}; "
-                                       f"the records before it were kept"))
+        on_damage(Damage(line, offset, f"the file could not be read past {where}: "
+                                       f"{found.reason}; the records before it were kept"))
 
 
 def read_chunks(path: Path, fmt: Format, chunk_rows: int, skip: int = 0,

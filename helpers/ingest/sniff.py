@@ -24,7 +24,7 @@ from helpers.ingest.lines import (
     GZIP_MAGIC,
     DamagedInput,
     bom_encoding,
-    decode_lines,
+    decode_block,
     open_binary,
 )
 from helpers.ingest.records import Assembler, Dialect
@@ -131,8 +131,8 @@ def _sniff_sample(path: Path, head: bytes, complete: bool, compression: str | No
     raw_lines = head.splitlines(keepends=True)
     if not complete and len(raw_lines) > 1:
         raw_lines.pop()  # the sample cut its last line short
-    lines, fallbacks = decode_lines(raw_lines)
-    if fallbacks and encoding == "utf-8":
+    lines = decode_block(b"".join(raw_lines))  # as the CSV reader decodes its blocks
+    if lines.fallbacks and encoding == "utf-8":
         encoding = _label_fallback(raw_lines)
     ending = _line_ending(head)
     first = head.lstrip(b" \t\r\n")[:1]
