@@ -148,8 +148,13 @@ def column_names(raw_names: list[str], schema: Schema | None = None) -> tuple[li
         if want is None:  # a prefixed name: short only if no other field is called that
             want = short if counts[short.lower()] == 1 and short.lower() != name.lower() \
                 else name
-        names.append(want if want else f"column{i:0{len(str(len(cleaned) - 1))}d}")
+        names.append(want if want else positional_name(i, len(cleaned)))
     return _number_repeats(names, cleaned, set(declared))
+
+
+def positional_name(i: int, width: int) -> str:
+    """`column<i>`, zero-padded as DuckDB pads it: column0..column9, or column00..column11."""
+    return f"column{i:0{len(str(width - 1))}d}"
 
 
 def _number_repeats(names: list[str], cleaned: list[str],

@@ -28,7 +28,7 @@ from helpers.ingest.lines import (
     open_binary,
 )
 from helpers.ingest.records import Assembler, Dialect
-from helpers.ingest.schema import loads_exact, parse_json_int
+from helpers.ingest.schema import loads_exact, parse_json_int, positional_name
 
 SAMPLE_BYTES = 64 * 1024
 MAX_FIRST_RECORD = 64 * 1024 * 1024  # how far a JSON Lines file's first line is read to sniff it
@@ -227,7 +227,7 @@ def _sniff_delimited(lines: list[str], complete: bool, common: dict) -> Format:
         header = rows[0]
         data_line = _line_after(dialect, content, starts[0])
     else:
-        header = [f"column{i:0{len(str(len(rows[0]) - 1))}d}" for i in range(len(rows[0]))]
+        header = [positional_name(i, len(rows[0])) for i in range(len(rows[0]))]
         data_line = starts[0] - 1
     return Format("csv", delimiter=dialect.delimiter, quotechar=dialect.quotechar,
                   escapechar=dialect.escapechar, comment=dialect.comment, header=header,
