@@ -121,7 +121,7 @@ def normalize_twice(path: Path, chunk_rows: int):
         for chunk in read_chunks(path, fmt, chunk_rows):
             r = normalizer.chunk(chunk)
             out.append((r.lines, [(x.file, x.line, x.reason, x.raw) for x in r.rejects],
-                        (r.blank, r.comments, r.header, r.fallbacks)))
+                        (r.blank, r.comments, r.fallbacks)))
         results.append(out)
         names.append(schema.names)
     return fmt, results[0], results[1], names[0], names[1]

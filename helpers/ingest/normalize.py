@@ -54,7 +54,6 @@ class Result:
     rejects: list[Reject] = field(default_factory=list)
     blank: int = 0  # empty lines: neither rows nor rejects
     comments: int = 0
-    header: int = 0
     fallbacks: int = 0  # lines where a byte sequence was read as cp1252
 
 
@@ -93,7 +92,6 @@ class Normalizer:
             result.rejects.sort(key=lambda r: r.line)
         result.blank += chunk.blank
         result.comments += chunk.comments
-        result.header += chunk.header
         result.fallbacks += chunk.fallbacks
         return result
 

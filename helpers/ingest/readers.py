@@ -54,7 +54,6 @@ class Chunk:
     bad: list[tuple[int, str, str]] = field(default_factory=list)  # (line, reason, raw)
     blank: int = 0
     comments: int = 0
-    header: int = 0  # header records passed over in this chunk
     fallbacks: int = 0  # lines where a byte sequence was not UTF-8
 
 
@@ -170,9 +169,8 @@ def _csv_chunk(assembler: Assembler, first: int, texts: Lines, fmt: Format,
     if out is None:
         out = assembler.feed(list(enumerate(texts, start=first)), final)
     rows, starts = out.rows, out.starts
-    header = 0
     if state["header"] and rows and starts[0] <= fmt.data_line:
-        rows, starts, header = rows[1:], starts[1:], 1
+        rows, starts = rows[1:], starts[1:]
         state["header"] = False
     if preamble:
         blank = sum(1 for x in preamble if isinstance(x, str) and not x.strip("\r\n"))
@@ -181,7 +179,7 @@ def _csv_chunk(assembler: Assembler, first: int, texts: Lines, fmt: Format,
     resume = assembler.resume_line
     return Chunk(rows, first, starts[0] if starts else first + 1, starts,
                  resume if resume is not None else batch_end, batch_end, out.bad,
-                 out.blank, out.comments, header, fallbacks)
+                 out.blank, out.comments, fallbacks)
 
 
 def _fast_records(assembler: Assembler, texts: Lines, first: int,
