@@ -138,7 +138,7 @@ class _Run:
         signature = checkpoint.input_signature([p for p, _ in data])
         self.ckpt = checkpoint.Checkpoint(signature, asdict(options))
         self.ckpt.stats = {"files": [], "rows_written": 0, "rows_rejected": 0,
-                           "rows_dropped": 0, "blank": 0}
+                           "rows_dropped": 0}
         saved = None if fresh else checkpoint.read(paths.checkpoint)
         self._open(saved)
 
@@ -207,7 +207,6 @@ class _Run:
             result = normalizer.chunk(chunk)
             self._write(result.lines, result.rejects)
             add_counts(counts, result)
-            stats["blank"] += result.blank
             if progress is not None:
                 progress(len(chunk.records))
             if chunk.batch_end % every == 0:
@@ -221,17 +220,8 @@ class _Run:
         if counts["fallback_lines"]:
             self.events.append(f"{path.name}: {counts['fallback_lines']:,} lines held bytes "
                                "that are not UTF-8, read as cp1252")
-        if damage:
-            # The unreadable rest of the file is one reject: the rejects file and the counts
-            # agree, and the accounting below still adds up.
-            (found,) = damage
-            reject = Reject(path.name, found.line, found.reason, "")
-            self._write([], [reject])
-            stats["files_damaged"] = stats.get("files_damaged", 0) + 1
-            counts["rejected"] += 1
-            counts["physical_records"] += 1
-            counts["damage"] = {"line": found.line, "offset": found.offset,
-                                "reason": found.reason}
+        for found in damage:
+            self._write([], [add_damage(counts, found)])
             self.events.append(f"{path.name}: {found.reason}")
         stats["files"].append(counts)
 
@@ -275,9 +265,7 @@ class _Run:
             "duplicates": ckpt.duplicates if self.options.dedupe != "off" else None,
             "duplicates_exact": ckpt.exact,
             "distinct_rows": distinct,
-            "blank_lines": stats["blank"],
-            "comment_lines": sum(f.get("comments", 0) for f in stats["files"]),
-            "files_damaged": stats.get("files_damaged", 0),
+            **dataset_counts(stats["files"]),
             "columns": [c.name for c in self.schema.columns],
             "drifted_columns": self.schema.drift,
             "bytes": paths.final.stat().st_size,
@@ -305,6 +293,22 @@ def add_counts(counts: dict[str, Any], result: Any) -> None:
     counts["fallback_lines"] += result.fallbacks
     counts["physical_records"] += (len(result.lines) + len(result.rejects) + result.blank
                                    + result.comments)
+
+
+def add_damage(counts: dict[str, Any], found: Damage) -> Reject:
+    """Count a file's unreadable rest as one reject, so that its accounting still adds up and
+    the rejects file agrees with the counts; the reject to write is returned."""
+    counts["rejected"] += 1
+    counts["physical_records"] += 1
+    counts["damage"] = {"line": found.line, "offset": found.offset, "reason": found.reason}
+    return Reject(counts["name"], found.line, found.reason, "")
+
+
+def dataset_counts(files: list[dict[str, Any]]) -> dict[str, int]:
+    """The manifest's dataset-wide sums of what each file counted."""
+    return {"blank_lines": sum(f["blank"] for f in files),
+            "comment_lines": sum(f["comments"] for f in files),
+            "files_damaged": sum(1 for f in files if f["damage"])}
 
 
 def describe_format(fmt: Format) -> dict[str, Any]:

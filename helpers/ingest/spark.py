@@ -45,7 +45,13 @@ import orjson
 
 from helpers.errors import HelpersError
 from helpers.fs import sha256_of
-from helpers.ingest.dataset_pass import Options, add_counts, new_counts
+from helpers.ingest.dataset_pass import (
+    Options,
+    add_counts,
+    add_damage,
+    dataset_counts,
+    new_counts,
+)
 from helpers.ingest.folders import (
     dataset_folders,
     list_files,
@@ -53,7 +59,7 @@ from helpers.ingest.folders import (
     output_lock,
 )
 from helpers.ingest.manifest import write_manifest
-from helpers.ingest.normalize import Normalizer, Reject
+from helpers.ingest.normalize import Normalizer
 from helpers.ingest.readers import Damage, Limits, read_chunks, until_damaged
 from helpers.ingest.schema import OutputColumn, Schema, map_header, schema_for
 from helpers.ingest.sniff import DATA_KINDS, Format
@@ -210,9 +216,7 @@ def ingest_dataset_spark(spark: Any, folder: Path, out: Path, options: Options) 
         "duplicates": None if distinct is None else total - distinct,
         "duplicates_exact": True,
         "distinct_rows": distinct,
-        "blank_lines": sum(c["blank"] for c in counts),
-        "comment_lines": sum(c["comments"] for c in counts),
-        "files_damaged": sum(1 for c in counts if c["damage"]),
+        **dataset_counts(counts),
         "columns": schema.names,
         "drifted_columns": schema.drift,
         "bytes": sum(p.stat().st_size for p in paths),
@@ -299,12 +303,7 @@ def normalize_file(task: dict) -> Iterator[Any]:
         add_counts(counts, result)
         yield _batch(task["file"], result.lines, [r.to_json() for r in result.rejects])
     counts["renamed"] = normalizer.renamed
-    rejects = [Reject(path.name, d.line, d.reason, "") for d in damage]
-    if damage:  # as the local engine: the unreadable rest is one reject
-        counts["rejected"] += 1
-        counts["physical_records"] += 1
-        counts["damage"] = {"line": damage[0].line, "offset": damage[0].offset,
-                            "reason": damage[0].reason}
+    rejects = [add_damage(counts, found) for found in damage]  # as the local engine
     counts["drift"] = schema.names[start:]
     counts["events"] = [f"{path.name}: {d.reason}" for d in damage]
     yield _batch(task["file"], [], [r.to_json() for r in rejects], orjson.dumps(counts))
