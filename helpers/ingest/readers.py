@@ -46,7 +46,6 @@ class Chunk:
     """Records in file order: csv rows (list[str]), JSON Lines (bytes) or array items."""
 
     records: list[Any]
-    first_record: int  # the chunk's position in the file (a line index, or an item index)
     first_line: int  # physical line where the first record starts, from 1
     starts: list[int] | None = None  # each record's first line, where not consecutive
     resume_at: int = 0  # where a run resumed after this chunk starts reading
@@ -177,7 +176,7 @@ def _csv_chunk(assembler: Assembler, first: int, texts: Lines, fmt: Format,
         out.blank += blank
         out.comments += len(preamble) - blank
     resume = assembler.resume_line
-    return Chunk(rows, first, starts[0] if starts else first + 1, starts,
+    return Chunk(rows, starts[0] if starts else first + 1, starts,
                  resume if resume is not None else batch_end, batch_end, out.bad,
                  out.blank, out.comments, fallbacks)
 
@@ -221,7 +220,7 @@ def read_jsonl(path: Path, fmt: Format, chunk_rows: int, skip: int = 0,
 def _jsonl_chunk(first: int, raw: Lines, limit: int) -> Chunk:
     end = first + len(raw)
     if not raw.long:
-        return Chunk(raw, first, first + 1, None, end, end)
+        return Chunk(raw, first + 1, None, end, end)
     records, lines, bad = [], [], []
     for i, x in enumerate(raw, start=first + 1):
         if isinstance(x, TooLong):
@@ -229,7 +228,7 @@ def _jsonl_chunk(first: int, raw: Lines, limit: int) -> Chunk:
         else:
             records.append(x)
             lines.append(i)
-    return Chunk(records, first, lines[0] if lines else first + 1, lines, end, end, bad)
+    return Chunk(records, lines[0] if lines else first + 1, lines, end, end, bad)
 
 
 def read_json_array(path: Path, fmt: Format, chunk_rows: int, skip: int = 0,
@@ -252,7 +251,7 @@ def read_json_array(path: Path, fmt: Format, chunk_rows: int, skip: int = 0,
             if batch:
                 lines = [line for line, _ in batch]
                 end = record + len(batch)
-                yield Chunk([item for _, item in batch], record, lines[0], lines, end, end)
+                yield Chunk([item for _, item in batch], lines[0], lines, end, end)
                 record = end
                 last_line = lines[-1]
             if error is not None:
