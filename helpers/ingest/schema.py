@@ -254,15 +254,10 @@ def _auto(value: Any) -> Any:
     if isinstance(value, bool):
         return value
     if isinstance(value, int) and not -INT64 <= value < INT64:
-        return exact_digits(value)
+        return str(value)  # kept exactly, as text: never a float
     if isinstance(value, float) and not math.isfinite(value):
         raise CastError(f"{_show(value)} is not a finite number")
     return value
-
-
-def exact_digits(value: int) -> str:
-    """An integer beyond 64 bits, kept exactly as text (never a float)."""
-    return str(value)
 
 
 def _show(value: Any) -> str:
