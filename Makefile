@@ -5,15 +5,24 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 SCALE  ?= 500
 DB     := db/sqlite/chinook.db
-STAMP  := $(VENV)/.installed-stamp
+# The stamps carry the interpreter's version, so that another PYTHON= rebuilds the environment
+# instead of being silently ignored.
+PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print(sys.version.split()[0])' 2>/dev/null)
+ifeq ($(PYTHON_VERSION),)
+$(error PYTHON=$(PYTHON) does not run; pass an interpreter, e.g. make run PYTHON=python3.11)
+endif
+STAMP  := $(VENV)/.installed-$(PYTHON_VERSION)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup db data process load notebooks run test lint bench lab clean
+.PHONY: help setup db data process load notebooks summary run test lint bench lab clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
+	@if [ -x $(PY) ] && [ "$$($(PY) -c 'import sys; print(sys.version.split()[0])')" != "$(PYTHON_VERSION)" ]; then \
+		echo "$(VENV) was made with another Python; rebuilding it with $(PYTHON) $(PYTHON_VERSION)"; \
+		rm -rf $(VENV); fi
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q --editable '.[notebooks,test,dev]'
@@ -21,7 +30,7 @@ $(STAMP): pyproject.toml
 
 # The spark and bench extras (pyspark, about 300 MB; DuckDB, Polars) stay out of the default
 # install; `make test` installs them so that the Spark engine and every benchmark peer are tested.
-$(VENV)/.test-extras-stamp: $(STAMP)
+$(VENV)/.test-extras-$(PYTHON_VERSION): $(STAMP)
 	$(PY) -m pip install -q --editable '.[spark,bench]'
 	touch $@
 
@@ -42,11 +51,17 @@ load: setup ## Load processed_data/ into db/sqlite/warehouse.db and reconcile it
 notebooks: setup ## Run the notebooks with papermill into reports/ (executed copies and HTML)
 	$(PY) -m helpers run-notebooks --reports reports
 
-run: setup data process load notebooks ## Everything: setup, database, raw data, ingestion, both notebooks
+summary: $(STAMP) ## Print the answers and where every output is
+	$(PY) -m helpers summary --processed processed_data --warehouse db/sqlite/warehouse.db --reports reports
+
+# Each stage is a no-op when its inputs have not changed (build-db, make-raw, ingest and load
+# say "up to date"), and the processing notebook finds the ingestion done: the raw data is read
+# once, and a second `make run` redoes no ingestion or load.
+run: setup data process load notebooks summary ## Everything: setup, database, raw data, ingestion, load, both notebooks, summary
 
 # The notebooks run under papermill before nbval: papermill fails on any error, while nbval alone
 # passes a notebook whose magic only printed its error (nbval issue #147).
-test: setup $(VENV)/.test-extras-stamp ## Set up, then run lint, the whole test suite and the notebooks (papermill, nbval)
+test: setup $(VENV)/.test-extras-$(PYTHON_VERSION) ## Set up, then run lint, the whole test suite and the notebooks (papermill, nbval)
 	$(BIN)/ruff check helpers tests benchmarks
 	$(BIN)/pytest
 	$(PY) -m helpers run-notebooks --reports reports/test-run --no-html
@@ -65,4 +80,4 @@ lab: setup ## Open JupyterLab on the project's environment
 
 clean: ## Remove generated data, reports and the environment
 	rm -rf raw_data/*/ raw_data/MANIFEST.json processed_data/*/ processed_data/*.json.gz \
-	       processed_data/_* logs reports $(VENV) db/sqlite/*.db
+	       processed_data/_* processed_data/.ingest logs reports $(VENV) db/sqlite/*.db

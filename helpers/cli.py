@@ -7,12 +7,42 @@ notebooks call the same functions directly.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
 
 from helpers.errors import HelpersError
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+def positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    return _whole(text, 1)
+
+
+def non_negative(text: str) -> int:
+    """An argparse type: a whole number of at least 0."""
+    return _whole(text, 0)
+
+
+def _whole(text: str, least: int) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be at least {least}, not {text}")
+    return value
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors in one line, like every other error, instead of the whole usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message}. See `{self.prog} --help`\n")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -62,23 +92,27 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", action="append", help="only this subfolder (repeatable)")
     p.add_argument("--dedupe", choices=["count", "drop", "off"], default=d.dedupe,
                    help="count exact duplicates (default), drop them, or skip hashing")
-    p.add_argument("--dedupe-budget-mb", type=int, default=d.dedupe_budget_mb,
+    p.add_argument("--dedupe-budget-mb", type=non_negative, default=d.dedupe_budget_mb,
                    help="memory for duplicate fingerprints, about 90 bytes per distinct row")
-    p.add_argument("--chunk-rows", type=int, default=d.chunk_rows,
+    p.add_argument("--chunk-rows", type=positive, default=d.chunk_rows,
                    help="lines (or JSON array items) per chunk")
-    p.add_argument("--checkpoint-rows", type=int, default=d.checkpoint_rows,
+    p.add_argument("--checkpoint-rows", type=positive, default=d.checkpoint_rows,
                    help="lines (or items) between checkpoints inside a file")
-    p.add_argument("--max-record-lines", type=int, default=d.max_record_lines,
+    p.add_argument("--max-record-lines", type=positive, default=d.max_record_lines,
                    help="a quoted value open longer than this is an unterminated quote: its "
                         "record is rejected and reading resumes on the next line")
-    p.add_argument("--max-record-bytes", type=int, default=d.max_record_bytes,
+    p.add_argument("--max-record-bytes", type=positive, default=d.max_record_bytes,
                    help="the same limit in bytes; a longer line is rejected too")
     p.add_argument("--level", type=int, choices=range(4), default=d.level,
                    help="gzip level of the output (isal, 0-3)")
-    p.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
+    p.add_argument("--jobs", type=positive, default=None, help="worker processes (default: cores)")
     p.add_argument("--fresh", action="store_true", help="ignore checkpoints and start over")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--log-dir", default="logs", help="folder for the run's log file")
+    p.add_argument("--log-dir", default=None,
+                   help="folder for the run's log file (default: <out>/.ingest/logs)")
+    p.add_argument("--max-rejects", type=non_negative, default=None, metavar="N",
+                   help="exit with status 1 when more than N records were rejected (for "
+                        "pipelines that must stop on bad data); the outputs are still written")
     p.add_argument("--engine", choices=["local", "spark"], default="local",
                    help="local processes (default), or Apache Spark (needs the spark extra)")
     p.add_argument("--master", default=None,
@@ -92,7 +126,6 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
 def _ingest(args: argparse.Namespace) -> int:
     from helpers.ingest.dataset_pass import Options
     from helpers.ingest.engine import ingest
-    from helpers.ingest.manifest import summary_table
 
     options = Options(chunk_rows=args.chunk_rows, checkpoint_rows=args.checkpoint_rows,
                       level=args.level, dedupe=args.dedupe,
@@ -104,22 +137,38 @@ def _ingest(args: argparse.Namespace) -> int:
 
         manifest = ingest_spark(args.raw, args.out, datasets=args.dataset, options=options,
                                 master=args.master)
-        print(summary_table(manifest))
-        _print_events(manifest)
-        return 0
-    manifest = ingest(args.raw, args.out, datasets=args.dataset, options=options,
-                      jobs=args.jobs, fresh=args.fresh, progress=not args.no_progress,
-                      log_dir=args.log_dir)
+    else:
+        manifest = ingest(args.raw, args.out, datasets=args.dataset, options=options,
+                          jobs=args.jobs, fresh=args.fresh, progress=not args.no_progress,
+                          log_dir=args.log_dir)
+    return _report_ingest(manifest, Path(args.out), args.max_rejects)
+
+
+def _report_ingest(manifest: dict, out: Path, max_rejects: int | None) -> int:
+    """The summary table, then one line per warning; exit 1 past --max-rejects."""
+    from helpers.ingest.manifest import summary_table, warnings
+
+    run = getattr(manifest, "run", {})
+    if run.get("up_to_date") and not run.get("ingested"):
+        print(f"up to date: {out} already holds {', '.join(run['up_to_date'])} from these "
+              "files and options; nothing to do (--fresh redoes it)")
+        return _check_rejects(manifest, max_rejects)
     print(summary_table(manifest))
-    _print_events(manifest)
-    return 0
+    if run.get("up_to_date"):
+        print(f"up to date, not read again: {', '.join(run['up_to_date'])}")
+    for line in warnings(manifest, out):
+        print(f"warning: {line}")
+    return _check_rejects(manifest, max_rejects)
 
 
-def _print_events(manifest: dict) -> None:
-    """What the table cannot show: renamed columns, damaged and skipped files, restarts."""
-    for name, entry in manifest.items():
-        for event in entry["events"]:
-            print(f"{name}: {event}")
+def _check_rejects(manifest: dict, max_rejects: int | None) -> int:
+    rejected = sum(e["rows_rejected"] for e in manifest.values())
+    if max_rejects is None or rejected <= max_rejects:
+        return 0
+    print(f"error: {rejected:,} records were rejected, more than --max-rejects {max_rejects:,}; "
+          "the outputs are written, the reasons are in each dataset's rejects file",
+          file=sys.stderr)
+    return 1
 
 
 # --- make-raw -------------------------------------------------------------------------------
@@ -171,8 +220,6 @@ def _run_notebooks_args(p: argparse.ArgumentParser) -> None:
          "python -m helpers run-notebooks 02_wrangling -p db_path ../db/sqlite/chinook.db",
          _run_notebooks_args)
 def _run_notebooks(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from helpers.notebook.runner import parse_parameter, refresh_notebooks, run_notebooks
 
     names = args.names or None
@@ -198,9 +245,13 @@ def _load_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", default="db/sqlite/warehouse.db", help="the warehouse to (re)build")
     p.add_argument("--base", default="db/sqlite/chinook.db",
                    help="the Chinook database: reference tables and the truth to reconcile with")
-    p.add_argument("--report", default="processed_data/_reconcile.json",
-                   help="where to write the reconciliation report as JSON")
-    p.add_argument("--chunk-rows", type=int, default=50_000, help="lines per insert transaction")
+    p.add_argument("--report", default=None,
+                   help="also write the reconciliation report as JSON here (it is always kept "
+                        "beside the warehouse, in <db>.load.json)")
+    p.add_argument("--chunk-rows", type=positive, default=50_000,
+                   help="lines per insert transaction")
+    p.add_argument("--force", action="store_true",
+                   help="load even when the warehouse is up to date with its inputs")
     p.add_argument("--allow-diff", action="store_true",
                    help="exit 0 even when the warehouse differs from the base")
 
@@ -211,9 +262,12 @@ def _load(args: argparse.Namespace) -> int:
     from helpers.warehouse.load import load
 
     report = load(args.processed, args.db, args.base, chunk_rows=args.chunk_rows,
-                  report=args.report)
+                  report=args.report, force=args.force)
+    if report.up_to_date:
+        print(f"up to date: {args.db} was loaded from these very files; nothing to do "
+              "(--force loads again). Its reconciliation:")
     print(report.summary())
-    print(f"report: {args.report}")
+    print(f"report: {args.report or args.db + '.load.json'}")
     if report.ok or args.allow_diff:
         return 0
     print("error: the warehouse differs from the base (see above); --allow-diff accepts it",
@@ -221,23 +275,44 @@ def _load(args: argparse.Namespace) -> int:
     return 1
 
 
+# --- summary --------------------------------------------------------------------------------
+
+
+def _summary_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--processed", default="processed_data", help="the ingestion's output folder")
+    p.add_argument("--warehouse", default="db/sqlite/warehouse.db", help="the loaded warehouse")
+    p.add_argument("--reports", default="reports", help="the executed notebooks")
+
+
+@command("summary", "Print the answers and where every output is (the end of `make run`).",
+         "python -m helpers summary --reports reports", _summary_args)
+def _summary(args: argparse.Namespace) -> int:
+    from helpers.notebook.run_summary import run_summary
+
+    print(run_summary(args.processed, args.warehouse, args.reports))
+    return 0
+
+
 # --- entry point ----------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m helpers",
         description="Pipeline stages of the Chinook data-engineering solution.",
         epilog="Example:\n  python -m helpers build-db",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="<command>",
+                                parser_class=Parser)
     for name, (summary, example, add_arguments, handler) in COMMANDS.items():
         p = sub.add_parser(
             name, help=summary, description=summary, epilog=f"Example:\n  {example}",
             formatter_class=HelpFormatter,
         )
         add_arguments(p)
+        p.add_argument("--debug", action="store_true",
+                       help="show the traceback of an error instead of its one-line summary")
         p.set_defaults(handler=handler)
     return parser
 
@@ -247,9 +322,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except HelpersError as exc:
+        if args.debug:
+            raise
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted: the work done up to the last checkpoint is kept; run the same "
-              "command again to resume", file=sys.stderr)
+    except OSError as exc:
+        if args.debug:
+            raise
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as exc:
+        print(str(exc) or "interrupted: the work done up to the last checkpoint is kept; run "
+              "the same command again to resume", file=sys.stderr)
         return 130
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line: the path, what the system said, and what to do about it."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    fix = {
+        errno.ENOSPC: "Free some space, or write to another disk, and run the same command "
+                      "again: an ingestion resumes from its last checkpoint",
+        errno.EACCES: "Check the path's permissions, or choose a path you can write to",
+        errno.EROFS: "Choose a path on a writable file system",
+        errno.ENOENT: "Check that the path exists",
+    }.get(exc.errno, "Fix the cause and run the same command again; --debug shows the traceback")
+    return f"{where}{exc.strerror or exc}. {fix}"

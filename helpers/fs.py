@@ -46,29 +46,57 @@ def sync_directory(folder: str | Path) -> None:
 
 
 @contextmanager
-def exclusive(lock_path: str | Path, what: str, fix: str) -> Iterator[None]:
+def exclusive(lock_path: str | Path, what: str, fix: str,
+              guarded: str | Path | None = None) -> Iterator[None]:
     """Hold an exclusive lock on `lock_path` (on any OS); the OS drops it if the process dies.
 
-    The holder's pid goes into a file beside the lock, for the error the next run shows.
+    The holder's pid goes into a file beside the lock, for the error the next run shows (which
+    names `guarded`, by default the lock's folder). Both files are removed on release, so a
+    finished run leaves no lock behind.
     """
     lock_path = Path(lock_path)
     owner = lock_path.with_name(lock_path.name + ".owner")
-    lock = FileLock(lock_path, timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        try:
-            holder = owner.read_text().strip() or "another process"
-        except OSError:  # it released the lock meanwhile, or never wrote the file
-            holder = "another process"
-        raise InputError(f"{what} ({holder}) holds this folder", path=lock_path.parent,
-                         fix=fix) from None
+    lock = _acquire(lock_path, owner, InputError(f"{what} holds this folder",
+                                                 path=guarded or lock_path.parent, fix=fix))
     try:
         owner.write_text(f"pid {os.getpid()}")
         yield
     finally:
+        # Unlinked while still held: a run that opened the old file in the meantime finds, once
+        # it gets the lock, that it locked a file no longer in the folder, and tries again.
         owner.unlink(missing_ok=True)
+        lock_path.unlink(missing_ok=True)
         lock.release()
+
+
+def _acquire(lock_path: Path, owner: Path, held: InputError) -> FileLock:
+    for _ in range(3):
+        lock = FileLock(lock_path, timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            try:
+                holder = owner.read_text().strip() or "another process"
+            except OSError:  # it released the lock meanwhile, or never wrote the file
+                holder = "another process"
+            what, rest = held.reason.split(" holds ", 1)
+            raise InputError(f"{what} ({holder}) holds {rest}", path=held.path,
+                             fix=held.fix) from None
+        if _still_linked(lock, lock_path):
+            return lock
+        lock.release()
+    raise held
+
+
+def _still_linked(lock: FileLock, lock_path: Path) -> bool:
+    """Whether the file we locked is still the one at `lock_path` (a releasing run unlinks it)."""
+    fd = getattr(getattr(lock, "_context", None), "lock_file_fd", None)
+    if fd is None:  # a lock without a descriptor (soft lock): its file is its path
+        return lock_path.exists()
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(lock_path))
+    except OSError:
+        return False
 
 
 def sha256_of(paths: Iterable[str | Path]) -> str:

@@ -110,7 +110,7 @@ def wait_until(proc: subprocess.Popen, condition: Callable[[], bool], what: str)
 
 
 def checkpoints(out: Path) -> dict[str, checkpoint.Checkpoint]:
-    found = {p.stem: checkpoint.read(p) for p in sorted((out / "_state").glob("*.json"))}
+    found = {p.stem: checkpoint.read(p) for p in sorted((out / ".ingest" / "state").glob("*.json"))}
     return {name: ckpt for name, ckpt in found.items() if ckpt is not None}
 
 
@@ -134,11 +134,10 @@ def outputs(out: Path, datasets: list[str] | None = None) -> dict[str, Any]:
     minus what differs between two good runs: timing, events (they say whether it resumed) and
     the folder's own path."""
     manifest = orjson.loads((out / "_manifest.json").read_bytes())
+    manifest.pop("_run")
     found = {}
     for name in datasets or sorted(manifest):
         entry = manifest[name]
-        for key in ("output", "rejects"):
-            entry[key] = Path(entry[key]).relative_to(out).as_posix()
         found |= {f"manifest {name} {key}": value for key, value in entry.items()
                   if key not in ("seconds", "events")}
         for path in (out / f"{name}.json.gz", out / "_rejects" / f"{name}.jsonl.gz"):
@@ -150,7 +149,7 @@ def outputs(out: Path, datasets: list[str] | None = None) -> dict[str, Any]:
 def leftovers(out: Path) -> list[str]:
     """Temporary files and checkpoints a finished run should not leave behind."""
     return sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and (
-        p.suffix in (".part", ".tmp") or p.parent.name == "_state"))
+        p.suffix in (".part", ".tmp") or p.parent.name == "state"))
 
 
 def events(out: Path, dataset: str) -> list[str]:

@@ -60,13 +60,15 @@ def test_a_helpers_error_is_one_line_and_exit_code_1(tmp_path, sdist, capsys):
     assert err.startswith("error: ") and "Delete the file and run the command again" in err
 
 
-@pytest.mark.parametrize("option, value", [
-    ("--chunk-rows", "0"), ("--chunk-rows", "-1"), ("--checkpoint-rows", "0"),
-    ("--dedupe-budget-mb", "-1"), ("--max-record-lines", "0"), ("--max-record-bytes", "10"),
-    ("--jobs", "0"), ("--jobs", "-2"),
+# Exit 2 for what argparse's types refuse (a usage error), 1 for what the options refuse.
+@pytest.mark.parametrize("option, value, status", [
+    ("--chunk-rows", "0", 2), ("--chunk-rows", "-1", 2), ("--checkpoint-rows", "0", 2),
+    ("--dedupe-budget-mb", "-1", 2), ("--max-record-lines", "0", 2),
+    ("--max-record-bytes", "10", 1), ("--jobs", "0", 2), ("--jobs", "-2", 2),
+    ("--chunk-rows", "many", 2), ("--level", "7", 2),
 ])
 def test_a_bad_ingest_option_is_one_line_that_names_it_and_changes_nothing(tmp_path, option,
-                                                                         value):
+                                                                         value, status):
     raw = tmp_path / "raw" / "things"
     raw.mkdir(parents=True)
     (raw / "a.csv").write_text("id\n1\n")
@@ -74,7 +76,7 @@ def test_a_bad_ingest_option_is_one_line_that_names_it_and_changes_nothing(tmp_p
         [sys.executable, "-m", "helpers", "ingest", "--raw", str(tmp_path / "raw"), "--out",
          str(tmp_path / "out"), "--no-progress", "--log-dir", str(tmp_path / "logs"), option,
          value], capture_output=True, text=True, timeout=60)  # a zero chunk used to hang
-    assert run.returncode == 1
+    assert run.returncode == status
     assert run.stderr.startswith("error: ") and len(run.stderr.strip().splitlines()) == 1
     assert option.lstrip("-").replace("-", "_") in run.stderr or option in run.stderr
     assert not (tmp_path / "out" / "things.json.gz").exists()

@@ -111,11 +111,13 @@ def test_output_is_strict_json_utf8_with_no_timestamp(ingested, chinook_db):
 def test_the_manifest_file_is_keyed_by_dataset(ingested):
     out, manifest, _ = ingested
     on_disk = orjson.loads((out / "_manifest.json").read_bytes())
+    run = on_disk.pop("_run")  # the one key that is not a dataset: `_` folders never are
     assert sorted(on_disk) == sorted(DATASETS)
     for entry in on_disk.values():
         assert {"rows_read", "rows_written", "rows_rejected", "duplicates", "files", "columns",
                 "drifted_columns", "sha256", "bytes", "seconds"} <= set(entry)
-    assert not (out / "_state").exists() or not any((out / "_state").iterdir())
+    assert run["status"] == "complete" and run["ingested"] == sorted(DATASETS)
+    assert not (out / ".ingest" / "state").exists()
 
 
 def test_the_same_input_gives_byte_identical_output(raw, ingested, tmp_path):
@@ -202,7 +204,7 @@ def test_a_full_disk_stops_the_run_with_one_line_and_keeps_the_checkpoint(raw, t
     assert code == 1 and err.count("\n") == 1
     assert "tracks.json.gz.part: No space left on device while ingesting tracks" in err
     assert "run the same command again" in err
-    assert (out / "_state" / "tracks.json").exists()
+    assert (out / ".ingest" / "state" / "tracks.json").exists()
     monkeypatch.setattr(writer.MemberWriter, "write", real_write)
     assert main(["ingest", "--raw", str(folder), "--out", str(out), "--dataset", "tracks",
                  "--chunk-rows", "500", "--checkpoint-rows", "500", "--jobs", "1",

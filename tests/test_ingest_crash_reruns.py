@@ -106,14 +106,15 @@ def test_a_start_over_killed_before_its_first_checkpoint_is_not_resumed_later(
     out = tmp_path / "out"
     args = ingest_args(raw, out, *TRACKS)
     kill_on_call("helpers.ingest.checkpoint:write", 4, args)
-    assert (out / "_state" / "tracks.json").exists()
+    assert (out / ".ingest" / "state" / "tracks.json").exists()
     if start_over == "--fresh":
         again = args + ["--fresh"]
     else:
         (out / "tracks.json.gz.part").unlink()
         again = args
     kill_on_call("helpers.ingest.normalize:Normalizer.chunk", 2, again)  # 3 chunks per checkpoint
-    assert not (out / "_state" / "tracks.json").exists()  # the old one went as it started over
+    # the old checkpoint went as it started over
+    assert not (out / ".ingest" / "state" / "tracks.json").exists()
     run_to_completion(args)
     assert outputs(out, ["tracks"]) == outputs(clean_run[0], ["tracks"])
 
@@ -123,9 +124,9 @@ def test_a_start_over_killed_before_its_first_checkpoint_is_not_resumed_later(
 
 def test_a_second_run_fails_fast_while_the_lock_is_held(raw, tmp_path):
     out = tmp_path / "out"
-    out.mkdir()
-    (out / ".ingest.lock.owner").write_text("pid 4242")  # what a holder leaves for others
-    with open(out / ".ingest.lock", "w") as lock:
+    (out / ".ingest").mkdir(parents=True)
+    (out / ".ingest" / "lock.owner").write_text("pid 4242")  # what a holder leaves for others
+    with open(out / ".ingest" / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         result = subprocess.run(cli(ingest_args(raw, out)), capture_output=True, text=True,
                                 timeout=RUN_TIMEOUT)
@@ -133,7 +134,8 @@ def test_a_second_run_fails_fast_while_the_lock_is_held(raw, tmp_path):
     assert result.stderr.splitlines() == [
         f"error: {out}: another ingest (pid 4242) holds this folder. "
         "Wait for it to finish, or use another --out"]
-    assert sorted(p.name for p in out.iterdir()) == [".ingest.lock", ".ingest.lock.owner"]
+    assert [p.relative_to(out).as_posix() for p in sorted(out.rglob("*"))] == [
+        ".ingest", ".ingest/lock", ".ingest/lock.owner"]
 
 
 def test_a_second_run_fails_while_a_first_is_running_and_leaves_it_intact(
@@ -142,7 +144,7 @@ def test_a_second_run_fails_while_a_first_is_running_and_leaves_it_intact(
     args = ingest_args(raw, out, "--jobs", "2")
     first = start(args)
     try:
-        owner = out / ".ingest.lock.owner"
+        owner = out / ".ingest" / "lock.owner"
         wait_until(first, lambda: owner.exists() and owner.read_text() == f"pid {first.pid}",
                    "it took the lock")
         second = subprocess.run(cli(args), capture_output=True, text=True, timeout=RUN_TIMEOUT)

@@ -56,6 +56,14 @@ def test_parameters_are_injected_and_the_notebook_runs_in_its_folder(notebooks_d
     assert stdout_of(written[0]) == f"hihihi\n{notebooks_dir.resolve()}\n"
 
 
+def test_a_run_prints_nothing_of_the_kernels_own_logging(notebooks_dir, reports, capfd):
+    """The kernel warned twice per run that its local sockets are unencrypted; it inherits our
+    stderr, so capfd sees whatever it prints."""
+    run_notebooks(["parameters"], reports=reports, html=False, notebooks_dir=notebooks_dir)
+    captured = capfd.readouterr()
+    assert "without encryption" not in captured.err and "WARNING" not in captured.err
+
+
 def test_defaults_hold_without_parameters(notebooks_dir, reports):
     [executed] = run_notebooks(["parameters.ipynb"], reports=reports, html=False,
                                notebooks_dir=notebooks_dir)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import tempfile
 
 import pytest
 
@@ -18,6 +19,7 @@ from helpers.notebook.crash_demo import (
     clear_scratch,
     compare_runs,
     crash_and_resume,
+    crash_demo,
     describe_checkpoint,
     list_leftovers,
 )
@@ -37,11 +39,27 @@ def test_a_killed_run_resumes_to_the_clean_runs_bytes(faulty_raw, ingested, tmp_
     assert not demo.checkpoint["finished"]
     assert demo.part_bytes_on_disk >= demo.checkpoint["output bytes vouched for"] > 0
     files = {row["file"] for row in demo.leftovers}
-    assert {"playlist_track.json.gz.part", "_state/playlist_track.json"} <= files
+    assert {"playlist_track.json.gz.part", ".ingest/state/playlist_track.json"} <= files
     assert "playlist_track.json.gz" not in files
     assert demo.resumed["events"][0].startswith("resuming at file ")
     frame = compare_runs(clean, tmp_path / "crash", "playlist_track")
     assert frame["equal"].all(), frame
+
+
+def test_the_whole_demo_runs_in_a_temporary_folder_and_leaves_nothing(chinook_db, tmp_path,
+                                                                      monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    tempfile.tempdir = None  # so that tempfile reads TMPDIR again
+    try:
+        demo = crash_demo(chinook_db, "playlist_track", CRASH_OPTIONS, scale=2)
+    finally:
+        tempfile.tempdir = None
+    assert demo.killed_returncode == -9
+    assert demo.comparison is not None and demo.comparison["equal"].all(), demo.comparison
+    assert demo.comparison.loc["rows written", "clean run"] > 0
+    assert demo.resumed["events"][0].startswith("resuming at file ")
+    assert str(tmp_path) not in " ".join(demo.command)
+    assert list(tmp_path.iterdir()) == []  # the scratch folder is gone
 
 
 def test_a_run_that_fails_before_any_checkpoint_says_why(faulty_raw, tmp_path):
@@ -66,9 +84,9 @@ def test_compare_runs_shows_a_difference(ingested, tmp_path):
 
 def test_clear_scratch_empties_an_ingestion_folder_and_refuses_any_other(tmp_path):
     scratch = tmp_path / "scratch"
-    (scratch / "_state").mkdir(parents=True)
+    (scratch / ".ingest" / "state").mkdir(parents=True)
     (scratch / "tracks.json.gz.part").write_bytes(b"x")
-    (scratch / ".ingest.lock").write_text("pid 1")
+    (scratch / ".ingest" / "lock").write_text("pid 1")
     clear_scratch(scratch)
     assert not scratch.exists()
     precious = tmp_path / "precious"
@@ -94,10 +112,11 @@ def test_a_checkpoint_inside_a_file_does_not_count_that_file_as_finished():
 
 
 def test_leftovers_say_what_each_file_is_and_leave_out_the_logs(tmp_path):
-    for rel in ("tracks.json.gz.part", "_state/tracks.json", "_logs/ingest.log", "odd.bin"):
+    for rel in ("tracks.json.gz.part", ".ingest/state/tracks.json", ".ingest/logs/ingest.log",
+                "odd.bin"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"")
     found = {row["file"]: row["what it is"] for row in list_leftovers(tmp_path, "tracks")}
-    assert set(found) == {"tracks.json.gz.part", "_state/tracks.json", "odd.bin"}
-    assert "checkpoint" in found["_state/tracks.json"]
+    assert set(found) == {"tracks.json.gz.part", ".ingest/state/tracks.json", "odd.bin"}
+    assert "checkpoint" in found[".ingest/state/tracks.json"]
     assert found["odd.bin"] == ""

@@ -15,7 +15,8 @@ from helpers.errors import HelpersError, InputError
 from helpers.fs import replace_durably, sha256_of
 from helpers.ingest import checkpoint
 from helpers.ingest.dedupe import Fingerprints
-from helpers.ingest.folders import list_files
+from helpers.ingest.folders import list_files, state_folder
+from helpers.ingest.manifest import package_version
 from helpers.ingest.normalize import Normalizer, Reject
 from helpers.ingest.readers import Damage, Limits, read_chunks, until_damaged
 from helpers.ingest.schema import OutputColumn, Schema, map_header, schema_for
@@ -87,17 +88,18 @@ class Paths:
 
     @property
     def checkpoint(self) -> Path:
-        return self.out / "_state" / f"{self.name}.json"
+        return state_folder(self.out) / f"{self.name}.json"
 
     @property
     def fingerprints(self) -> Path:
-        return self.out / "_state" / f"{self.name}.fp"
+        return state_folder(self.out) / f"{self.name}.fp"
 
 
 def ingest_dataset(folder: Path, out: Path, options: Options = Options(),
                    fresh: bool = False, progress: Any = None) -> dict[str, Any]:
     """Ingest one dataset folder; resumes from its checkpoint unless `fresh`."""
     started = time.perf_counter()
+    inputs = signature(folder, options)  # before reading: a file changed meanwhile is stale
     paths = Paths(out, folder.name)
     for sub in (paths.rejects.parent, paths.checkpoint.parent):
         sub.mkdir(parents=True, exist_ok=True)
@@ -119,8 +121,17 @@ def ingest_dataset(folder: Path, out: Path, options: Options = Options(),
                            fix="Fix the cause and run the same command again: it resumes "
                                "from the last checkpoint") from None
     entry["skipped"] = skipped
+    entry["signature"] = inputs
     entry["seconds"] = round(time.perf_counter() - started, 3)
     return entry
+
+
+def signature(folder: Path, options: Options) -> dict[str, Any]:
+    """What a dataset's output depends on: every file's name, size and mtime, the options and
+    the package version. An output made under the same signature is up to date."""
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    return {"inputs": checkpoint.input_signature(files), "options": asdict(options),
+            "version": package_version()}
 
 
 class _Run:
@@ -254,8 +265,9 @@ class _Run:
         stats, ckpt = self.ckpt.stats, self.ckpt
         distinct = len(self.fingerprints.seen) if self.options.dedupe != "off" else None
         entry = {
-            "output": str(paths.final),
-            "rejects": str(paths.rejects),
+            # Relative to the output folder, so that the folder can move as a whole.
+            "output": paths.final.name,
+            "rejects": f"{paths.rejects.parent.name}/{paths.rejects.name}",
             "files": stats["files"],
             "rows_read": stats["rows_written"] + stats["rows_dropped"]
             + stats["rows_rejected"],

@@ -14,17 +14,24 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import suppress
+from contextlib import contextmanager, suppress
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from helpers.errors import InputError
-from helpers.ingest.dataset_pass import Options, ingest_dataset
-from helpers.ingest.folders import dataset_folders, make_output_folder, output_lock
-from helpers.ingest.manifest import write_manifest
+from helpers.ingest.dataset_pass import Options, ingest_dataset, signature
+from helpers.ingest.folders import (
+    dataset_folders,
+    log_folder,
+    make_output_folder,
+    output_lock,
+    state_folder,
+)
+from helpers.ingest.manifest import Manifest, now, package_version, read_manifest, write_manifest
 
 log = logging.getLogger("helpers.ingest.engine")
 _progress_counter: Any = None  # a shared counter in worker processes
@@ -40,62 +47,121 @@ def ingest(
     jobs: int | None = None,
     fresh: bool = False,
     progress: bool = True,
-    log_dir: str | Path | None = "logs",
+    log_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Ingest each dataset folder of `raw`; return the manifest (also in `<out>/_manifest.json`).
 
-    Re-running after a crash resumes each dataset from its last checkpoint; `fresh` ignores them.
+    A dataset whose files and options are those of its last complete run, and whose output is
+    still in place, is up to date and not read again. Re-running after a crash or an interrupt
+    resumes each dataset from its last checkpoint; `fresh` ignores both. The log goes to
+    `log_dir`, by default `<out>/.ingest/logs/`.
     """
     raw, out, options = Path(raw), Path(out), options or Options()
     folders = dataset_folders(raw, datasets)
     make_output_folder(out)
-    handler = _log_to_file(Path(log_dir)) if log_dir else None
-    try:
-        with output_lock(out):
-            log.info("ingest %s -> %s, %s", raw, out, options)
-            started = time.perf_counter()
-            manifest = _run_all(folders, out, options, fresh, jobs, progress)
-            for name, entry in manifest.items():
-                for event in entry["events"]:
+    with output_lock(out):
+        _, previous = read_manifest(out)
+        current = {} if fresh else up_to_date(folders, out, options, previous)
+        todo = [f for f in folders if f.name not in current]
+        run = {"started": now(), "engine": "local", "version": package_version(),
+               "raw": os.path.relpath(raw, out), "options": asdict(options),
+               "ingested": [f.name for f in todo], "up_to_date": sorted(current)}
+        kept = {name: entry for name, entry in previous.items()  # other datasets' outputs
+                if name not in {f.name for f in folders} and (out / entry["output"]).exists()}
+        if not todo:  # the file keeps the run that made these outputs
+            return Manifest(current, run | {"finished": now(), "status": "complete"})
+        with _logging_to(Path(log_dir) if log_dir else log_folder(out)):
+            log.info("ingest %s -> %s, %s; up to date: %s", raw, out, options,
+                     ", ".join(current) or "none")
+            counter = _Counter()
+
+            def finished(name: str, entry: dict[str, Any]) -> None:
+                # At once, so that no interrupt or kill can cost a finished dataset its result.
+                current[name] = entry
+                write_manifest(out, dict(sorted((kept | current).items())),
+                               run | {"status": "running"})
+
+            try:
+                _run_all(todo, out, options, fresh, jobs, progress, finished, counter)
+            except KeyboardInterrupt:
+                _finish(out, run, "interrupted", current, kept)
+                raise Interrupted(_how_far(run, current, counter)) from None
+            except BaseException:
+                _finish(out, run, "failed", current, kept)
+                raise
+            for name in run["ingested"]:
+                for event in current[name]["events"]:
                     log.info("%s: %s", name, event)
-            write_manifest(out, manifest)
-            with suppress(OSError):
-                (out / "_state").rmdir()  # empty once every dataset has finished
-            log.info("done in %.1f s", time.perf_counter() - started)
-            return manifest
-    finally:
-        if handler:
-            logging.getLogger("helpers").removeHandler(handler)
-            handler.close()
+            _finish(out, run, "complete", current, kept)
+            log.info("done")
+            return Manifest(current, run)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: the datasets that finished are in the manifest, the others resume."""
+
+
+def up_to_date(folders: list[Path], out: Path, options: Options,
+               previous: dict[str, Any]) -> dict[str, Any]:
+    """The previous entries of the datasets that need no work: same files (names, sizes,
+    mtimes), same options and version, and their outputs still the size they were written."""
+    current = {}
+    for folder in folders:
+        entry = previous.get(folder.name)
+        if not isinstance(entry, dict) or entry.get("signature") != signature(folder, options):
+            continue
+        written = [(out / entry["output"], entry["bytes"])]
+        if entry["rows_rejected"]:
+            written.append((out / entry["rejects"], None))
+        if all(p.is_file() and size in (None, p.stat().st_size) for p, size in written):
+            current[folder.name] = entry
+    return current
+
+
+def _finish(out: Path, run: dict[str, Any], status: str, current: dict[str, Any],
+            kept: dict[str, Any]) -> None:
+    run |= {"finished": now(), "status": status}
+    write_manifest(out, dict(sorted((kept | current).items())), run)
+    with suppress(OSError):
+        state_folder(out).rmdir()  # empty once every dataset has finished
+
+
+def _how_far(run: dict[str, Any], current: dict[str, Any], counter: _Counter) -> str:
+    finished = [name for name in run["ingested"] if name in current]
+    left = [name for name in run["ingested"] if name not in current]
+    done = f"{', '.join(finished)} finished" if finished else "no dataset finished"
+    return (f"interrupted: {done}, {counter.value:,} records read; {', '.join(left)} kept "
+            "their last checkpoint; run the same command again to resume")
 
 
 def _run_all(folders: list[Path], out: Path, options: Options, fresh: bool,
-             jobs: int | None, progress: bool) -> dict[str, Any]:
+             jobs: int | None, progress: bool, finished: Callable[[str, dict], None],
+             counter: _Counter) -> None:
+    """Ingest `folders`, handing each dataset's entry to `finished` as soon as it is done."""
     if jobs is not None and jobs < 1:
         raise InputError(f"jobs must be at least 1, not {jobs}",
                          fix="Leave --jobs out to use every core, or pass a positive number")
     jobs = min(jobs or os.cpu_count() or 1, len(folders))
     bar = _progress_bar(progress)
-    results: dict[str, Any] = {}
+    counter.bar = bar
     try:
         if jobs == 1:
             for folder in folders:
-                results[folder.name] = ingest_dataset(folder, out, options, fresh, bar.update)
+                finished(folder.name, ingest_dataset(folder, out, options, fresh, counter.add))
         else:
-            results = _run_parallel(folders, out, options, fresh, jobs, bar)
+            _run_parallel(folders, out, options, fresh, jobs, counter, finished)
     finally:
         bar.close()
-    return {name: results[name] for name in sorted(results)}
 
 
-def _run_parallel(folders, out, options, fresh, jobs, bar) -> dict[str, Any]:
+def _run_parallel(folders: list[Path], out: Path, options: Options, fresh: bool, jobs: int,
+                  counter: _Counter, finished: Callable[[str, dict], None]) -> None:
     # spawn, not fork: a notebook kernel has threads, and forking a threaded process can hang.
     context = multiprocessing.get_context("spawn")
-    counter = context.Value("q", 0)
+    shared = context.Value("q", 0)
     largest_first = sorted(folders, key=lambda f: -sum(p.stat().st_size for p in f.iterdir()))
-    results = {}
     pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
-                               initargs=(counter,))
+                               initargs=(shared,))
     try:
         futures = {pool.submit(_worker, folder, out, options, fresh): folder
                    for folder in largest_first}
@@ -103,12 +169,11 @@ def _run_parallel(folders, out, options, fresh, jobs, bar) -> dict[str, Any]:
         while pending:
             done = {f for f in pending if f.done()}
             for future in as_completed(done) if done else ():
-                results[futures[future].name] = future.result()
+                finished(futures[future].name, future.result())
             pending -= done
-            bar.update(counter.value - bar.n)
+            counter.add(shared.value - counter.value)
             if pending:
-                time.sleep(0.2)
-        bar.update(counter.value - bar.n)
+                time.sleep(0.1)
     except BaseException:
         # Ctrl-C, or a fatal error in one dataset: stop the others now rather than let them run
         # to the end of their datasets. Their checkpoints make the next run resume, and a
@@ -116,7 +181,6 @@ def _run_parallel(folders, out, options, fresh, jobs, bar) -> dict[str, Any]:
         _stop_workers(pool)
         raise
     pool.shutdown()
-    return results
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
@@ -163,11 +227,22 @@ def _worker(folder: Path, out: Path, options: Options, fresh: bool) -> dict[str,
     return ingest_dataset(folder, out, options, fresh, _count)
 
 
-class _NoBar:
-    n = 0
+class _Counter:
+    """Records read so far, shown on the progress bar and in the interrupt message."""
 
+    def __init__(self) -> None:
+        self.value = 0
+        self.bar: Any = None
+
+    def add(self, records: int) -> None:
+        self.value += records
+        if self.bar is not None:
+            self.bar.update(records)
+
+
+class _NoBar:
     def update(self, n: int = 1) -> None:
-        self.n += n
+        pass
 
     def close(self) -> None:
         pass
@@ -181,7 +256,8 @@ def _progress_bar(enabled: bool) -> Any:
     return tqdm(unit=" rows", unit_scale=True, desc="ingest", mininterval=0.5)
 
 
-def _log_to_file(log_dir: Path) -> logging.Handler:
+@contextmanager
+def _logging_to(log_dir: Path) -> Iterator[None]:
     log_dir.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(log_dir / f"ingest-{datetime.now():%Y%m%d-%H%M%S}.log",
                                   encoding="utf-8")
@@ -189,4 +265,8 @@ def _log_to_file(log_dir: Path) -> logging.Handler:
     logger = logging.getLogger("helpers")
     logger.setLevel(logging.INFO)
     logger.addHandler(handler)
-    return handler
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()

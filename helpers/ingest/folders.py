@@ -1,4 +1,9 @@
-"""The folders an ingestion works on: the raw folder's datasets and files, the output's lock."""
+"""The folders an ingestion works on: the raw folder's datasets and files, the output's lock.
+
+The output folder holds the deliverables (`<dataset>.json.gz`), `_manifest.json` and `_rejects/`;
+everything a run needs only while it works (checkpoints, the lock, logs) lives in one hidden
+folder inside it, `.ingest/`.
+"""
 
 from __future__ import annotations
 
@@ -47,9 +52,26 @@ def make_output_folder(out: Path) -> None:
                          fix="Pass --out a folder you can write to") from None
 
 
+WORK_FOLDER = ".ingest"
+
+
+def work_folder(out: Path) -> Path:
+    """The output's hidden folder: `state/` (checkpoints), `logs/`, and the lock during a run."""
+    return out / WORK_FOLDER
+
+
+def state_folder(out: Path) -> Path:
+    return work_folder(out) / "state"
+
+
+def log_folder(out: Path) -> Path:
+    return work_folder(out) / "logs"
+
+
 @contextmanager
 def output_lock(out: Path) -> Iterator[None]:
     """An exclusive lock on the output folder, so two runs never write the same files."""
-    with exclusive(out / ".ingest.lock", "another ingest",
-                   "Wait for it to finish, or use another --out"):
+    work_folder(out).mkdir(exist_ok=True)
+    with exclusive(work_folder(out) / "lock", "another ingest",
+                   "Wait for it to finish, or use another --out", guarded=out):
         yield

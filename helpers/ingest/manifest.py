@@ -1,7 +1,14 @@
-"""The manifest: what each dataset read, wrote, rejected and counted twice, and its summary."""
+"""The manifest: what each dataset read, wrote, rejected and counted twice, and its summary.
+
+`<out>/_manifest.json` is keyed by dataset name, plus `_run` (no dataset can be called that:
+`_` folders are not datasets) for the last run: when it started and finished, with which options
+and version, which datasets it ingested and which were already up to date, and how it ended.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -9,9 +16,47 @@ import orjson
 
 from helpers.fs import write_atomic
 
+RUN = "_run"
+NAME = "_manifest.json"
 
-def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
-    write_atomic(out / "_manifest.json", orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
+
+class Manifest(dict):
+    """The datasets' entries, as in the file, with the run that produced this answer as `.run`
+    (for a run that found everything up to date, that run, though the file keeps the last run
+    that did work)."""
+
+    def __init__(self, entries: dict[str, Any], run: dict[str, Any] | None = None) -> None:
+        super().__init__(sorted(entries.items()))
+        self.run = run or {}
+
+
+def write_manifest(out: Path, manifest: dict[str, Any], run: dict[str, Any] | None = None) -> None:
+    document = ({RUN: run} if run is not None else {}) | manifest
+    write_atomic(out / NAME, orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+def read_manifest(out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The last run's section and the datasets' entries; both empty when there is no manifest
+    or it cannot be read (then every dataset is simply ingested again)."""
+    try:
+        document = orjson.loads((out / NAME).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}, {}
+    if not isinstance(document, dict):
+        return {}, {}
+    run = document.pop(RUN, {})
+    return run if isinstance(run, dict) else {}, document
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("chinook-helpers")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 def summary_table(manifest: dict[str, Any]) -> str:
@@ -25,3 +70,19 @@ def summary_table(manifest: dict[str, Any]) -> str:
             name, len(e["files"]), e["rows_read"], e["rows_written"], e["rows_rejected"], dup,
             e["bytes"] / 1e6, e["seconds"]))
     return "\n".join(lines)
+
+
+def warnings(manifest: dict[str, Any], out: Path) -> list[str]:
+    """One line per thing a user should look at: skipped files, empty datasets, renamed or
+    undeclared columns, damaged files, restarts, and the rejects with where to read them."""
+    lines = []
+    for name, entry in manifest.items():
+        lines += [f"{name}: {event}" for event in entry["events"]]
+        drifted = entry.get("drifted_columns") or []
+        if drifted and drifted != entry["columns"]:  # a dataset with declared columns
+            lines.append(f"{name}: columns not declared for this dataset, kept after the "
+                         f"declared ones: {', '.join(drifted)}")
+        if entry["rows_rejected"] and entry.get("rejects"):
+            lines.append(f"{name}: {entry['rows_rejected']:,} records rejected, with the reason "
+                         f"for each in {out / entry['rejects']}")
+    return lines

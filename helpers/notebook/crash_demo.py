@@ -19,18 +19,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pandas as pd
 
 from helpers.errors import HelpersError, InputError
 from helpers.fs import sha256_of
-from helpers.ingest import checkpoint
+from helpers.ingest import checkpoint, manifest
 from helpers.ingest.dataset_pass import Options
+from helpers.ingest.folders import log_folder, state_folder
 
 # What an ingestion writes in its output folder; a scratch folder holding anything else is not
 # ours to empty.
-INGEST_ARTEFACTS = ("_state", "_rejects", "_logs", "_manifest.json", "_manifest.json.tmp",
-                    ".ingest.lock")
+INGEST_ARTEFACTS = (".ingest", "_rejects", "_manifest.json", "._manifest.json.tmp")
 HASH_SHOWN = 16  # hex digits of a sha256 shown in a table; equality is checked on all 64
 
 
@@ -43,6 +42,30 @@ class CrashDemo:
     part_bytes_on_disk: int  # the .part's size after the kill; past the checkpoint is cut
     final_existed_after_kill: bool  # whether <dataset>.json.gz was there (it must not be)
     resumed: dict[str, Any] = field(default_factory=dict)  # the resumed run's manifest entry
+    comparison: pd.DataFrame | None = None  # the resumed run beside a clean one (crash_demo)
+
+
+def crash_demo(db: str | Path, dataset: str, options: Options, scale: int = 20,
+               seed: int = 0, faults: bool = True) -> CrashDemo:
+    """The whole demo in a temporary folder that is removed afterwards: raw files of `dataset`
+    at a small `scale`, a clean run, a killed and resumed run, and the two compared.
+
+    Small and apart on purpose: the demo must not read the real raw data a second time, nor
+    leave a second copy of an output beside the real ones.
+    """
+    from helpers.ingest.engine import ingest
+    from helpers.rawgen.generate import make_raw
+
+    with tempfile.TemporaryDirectory(prefix="crash-demo-") as scratch:
+        root = Path(scratch)
+        make_raw(db, root / "raw", scale, seed=seed, faults=faults)
+        ingest(root / "raw", root / "clean", datasets=[dataset], options=options, jobs=1,
+               progress=False)
+        demo = crash_and_resume(root / "raw", root / "crashed", dataset, options)
+        demo.comparison = compare_runs(root / "clean", root / "crashed", dataset)
+        # Paths inside a folder that is gone by now would mislead: keep the arguments only.
+        demo.command = [a if not a.startswith(scratch) else Path(a).name for a in demo.command]
+    return demo
 
 
 def crash_and_resume(raw: str | Path, out: str | Path, dataset: str, options: Options,
@@ -52,8 +75,8 @@ def crash_and_resume(raw: str | Path, out: str | Path, dataset: str, options: Op
     checkpoint, then resume it with the same command; `out` is emptied first."""
     raw, out = Path(raw), Path(out)
     clear_scratch(out)
-    command = ingest_command(raw, out, dataset, options, Path(log_dir or out / "_logs"))
-    checkpoint_path = out / "_state" / f"{dataset}.json"
+    command = ingest_command(raw, out, dataset, options, log_dir)
+    checkpoint_path = state_folder(out) / f"{dataset}.json"
     returncode = _run_until(command, checkpoint_path, poll, timeout)
     saved = checkpoint.read(checkpoint_path)
     if saved is None:
@@ -72,13 +95,14 @@ def crash_and_resume(raw: str | Path, out: str | Path, dataset: str, options: Op
 
 
 def ingest_command(raw: Path, out: Path, dataset: str, options: Options,
-                   log_dir: Path) -> list[str]:
+                   log_dir: str | Path | None = None) -> list[str]:
     """The CLI arguments that ingest one dataset with exactly these options."""
+    logs = ["--log-dir", str(log_dir)] if log_dir else []
     return ["ingest", "--raw", str(raw), "--out", str(out), "--dataset", dataset,
             "--chunk-rows", str(options.chunk_rows),
             "--checkpoint-rows", str(options.checkpoint_rows), "--level", str(options.level),
             "--dedupe", options.dedupe, "--dedupe-budget-mb", str(options.dedupe_budget_mb),
-            "--jobs", "1", "--no-progress", "--log-dir", str(log_dir)]
+            "--jobs", "1", "--no-progress", *logs]
 
 
 def clear_scratch(out: Path) -> None:
@@ -152,21 +176,27 @@ def list_leftovers(out: Path, dataset: str) -> list[dict[str, str]]:
                                    "checkpoint's size on resume",
         f"{dataset}.json.gz": "the finished output (a killed run must not have one)",
         f"_rejects/{dataset}.jsonl.gz.part": "the rejects so far, cut back likewise",
-        f"_state/{dataset}.json": "the checkpoint: file, record and byte sizes vouched for",
-        f"_state/{dataset}.fp": "fingerprints of the rows seen, for counting duplicates",
-        f"_state/{dataset}.tmp": "a checkpoint being written (the old one stays valid)",
-        ".ingest.lock": "the lock file; the OS let go of its lock when the process died",
+        f".ingest/state/{dataset}.json": "the checkpoint: file, record and byte sizes vouched "
+                                         "for",
+        f".ingest/state/{dataset}.fp": "fingerprints of the rows seen, for counting duplicates",
+        f".ingest/state/.{dataset}.json.tmp": "a checkpoint being written (the old one stays "
+                                              "valid)",
+        ".ingest/lock": "the lock file; the OS let go of its lock when the process died",
+        ".ingest/lock.owner": "the pid of the run that held the lock, for the error a second "
+                              "run would show",
+        "_manifest.json": "the manifest, written as each dataset finishes (here: none yet)",
     }
+    logs = log_folder(Path(".")).as_posix() + "/"
     found = []
     for path in sorted(out.rglob("*")):
         rel = path.relative_to(out).as_posix()
-        if path.is_file() and not rel.startswith("_logs/"):
+        if path.is_file() and not rel.startswith(logs):
             found.append({"file": rel, "what it is": meaning.get(rel, "")})
     return found
 
 
 def read_manifest(out: Path) -> dict[str, Any]:
-    return orjson.loads((Path(out) / "_manifest.json").read_bytes())
+    return manifest.read_manifest(Path(out))[1]
 
 
 def compare_runs(clean_out: str | Path, other_out: str | Path, dataset: str) -> pd.DataFrame:

@@ -129,6 +129,10 @@ def execute(path: Path, out: Path, parameters: Mapping[str, object]) -> None:
             str(path.resolve()), str(out.resolve()), parameters=dict(parameters),
             kernel_name=KERNEL, cwd=str(path.resolve().parent), progress_bar=False,
             log_output=False,
+            # The kernel logs a warning that its local TCP sockets are not encrypted, twice
+            # per run; papermill's kernel listens on 127.0.0.1 only, so it is noise here.
+            # Errors still reach the terminal, and a failing cell is reported from its output.
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     except papermill.PapermillExecutionError as exc:
         raise HelpersError(

@@ -25,7 +25,7 @@ from isal import igzip
 from helpers.chinook.datasets import DATASETS, Dataset
 from helpers.chinook.tables import TABLES, TABLES_BY_NAME
 from helpers.errors import HelpersError, InputError
-from helpers.fs import replace_durably
+from helpers.fs import replace_durably, write_atomic
 from helpers.warehouse.build import create_table_sql
 from helpers.warehouse.reconcile import (
     EXAMPLES,
@@ -61,13 +61,22 @@ class RecordError(HelpersError):
 
 
 def load(processed: str | Path, db: str | Path, base: str | Path,
-         chunk_rows: int = 50_000, report: str | Path | None = None) -> Report:
+         chunk_rows: int = 50_000, report: str | Path | None = None,
+         force: bool = False) -> Report:
     """Build the warehouse at `db` from `processed` and the base's reference tables.
 
     Returns the reconciliation report and, when `report` is given, writes it there as JSON.
+    When the processed files, the base and the warehouse are those of the last load (by name,
+    size and mtime), nothing is loaded again: the earlier report comes back, marked
+    `up_to_date`. `force` loads anyway.
     """
     processed, db, base = Path(processed), Path(db), Path(base)
     _check_inputs(processed, db, base)
+    earlier = None if force else _earlier_report(processed, db, base)
+    if earlier is not None:
+        if report is not None:
+            earlier.write_json(report)
+        return earlier
     started = time.perf_counter()
     with _atomic_target(db) as tmp:
         con = _connect(tmp, base)
@@ -83,7 +92,38 @@ def load(processed: str | Path, db: str | Path, base: str | Path,
     )
     if report is not None:
         result.write_json(report)
+    _remember(result, processed, db, base)
     return result
+
+
+def _record_path(db: Path) -> Path:
+    """Beside the warehouse: what it was built from, and the report of that load."""
+    return db.with_name(f"{db.name}.load.json")
+
+
+def _signature(processed: Path, db: Path, base: Path) -> list[list]:
+    paths = [processed / f"{name}.json.gz" for name in LOADS] + [base, db]
+    found = []
+    for path in paths:
+        st = path.stat()
+        found.append([str(path.resolve()), st.st_size, st.st_mtime_ns])
+    return found
+
+
+def _remember(result: Report, processed: Path, db: Path, base: Path) -> None:
+    record = {"signature": _signature(processed, db, base), "report": result.to_dict()}
+    write_atomic(_record_path(db), orjson.dumps(record, option=orjson.OPT_INDENT_2))
+
+
+def _earlier_report(processed: Path, db: Path, base: Path) -> Report | None:
+    """The report of the last load, if it was made from these very files."""
+    try:
+        record = orjson.loads(_record_path(db).read_bytes())
+        if not db.is_file() or record["signature"] != _signature(processed, db, base):
+            return None
+        return Report.from_dict(record["report"] | {"up_to_date": True})
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
+        return None  # no record, or one we cannot read: load again
 
 
 def _check_inputs(processed: Path, db: Path, base: Path) -> None:

@@ -66,6 +66,18 @@ class Report:
     checks: dict[str, Check]
     rows_read: int
     seconds: float
+    up_to_date: bool = False  # True: this is the report of an earlier load of the same inputs
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Report:
+        """The inverse of `to_dict`."""
+        return cls(
+            processed=data["processed"], db=data["db"], base=data["base"],
+            files={k: FileStats(**v) for k, v in data["files"].items()},
+            tables={k: TableDiff(**v) for k, v in data["tables"].items()},
+            checks={k: Check(**v) for k, v in data["checks"].items()},
+            rows_read=data["rows_read"], seconds=data["seconds"],
+            up_to_date=data.get("up_to_date", False))
 
     @property
     def ok(self) -> bool:
