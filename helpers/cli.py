@@ -326,6 +326,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader went away (`| head`): nothing left to say to it
+        return 141
     except OSError as exc:
         if args.debug:
             raise

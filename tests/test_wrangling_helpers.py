@@ -1,37 +1,39 @@
 """The wrangling notebook's helpers do what the notebook relies on: the schema read from the
-database matches the declared one, its tables and the ER diagram (Mermaid and drawn: every table
-right of those it references, one arrow per foreign key, none behind a table) show every table and
-relationship, the database opens read-only by URL, %%sql cells split, %%memit measures the last
-SQL cell through the magic in a real IPython shell, and the ranking, joining and charting helpers
-keep every tie.
+database matches the declared one, the drawn ER diagram shows every table and relationship (every
+table right of those it references, one arrow per foreign key, none behind a table), the database
+opens read-only by URL, %%sql cells split, answer sentences name every tied winner, and the charts
+colour and label what they claim, with the threshold line clear of every label.
 """
 
 from __future__ import annotations
-
-import re
 
 import pandas as pd
 import pytest
 
 from helpers.chinook.tables import ROW_COUNTS, TABLES
 from helpers.errors import HelpersError
-from helpers.notebook.wrangling import (
+from helpers.notebook.schema import (
     ACCENT,
     _boxes,
     _routes,
-    and_join,
-    barh_chart,
     draw_er,
     foreign_keys_frame,
     layers,
-    leaders,
-    mermaid_er,
     read_schema,
-    record_sql_cells,
-    rerun_last_sql,
     schema_frame,
-    split_sql_cell,
     sqlite_url,
+)
+from helpers.notebook.wrangling import (
+    Sentence,
+    and_join,
+    barh_chart,
+    fill,
+    leaders,
+    runners_up,
+    say,
+    split_sql_cell,
+    threshold_bins,
+    threshold_histogram,
 )
 
 # --- the helpers ----------------------------------------------------------------------------
@@ -56,18 +58,6 @@ def test_schema_frames_have_one_row_per_table_and_per_foreign_key(chinook_db):
     assert len(foreign_keys_frame(schema)) == sum(len(t.foreign_keys) for t in schema)
 
 
-def test_mermaid_diagram_has_every_table_and_relationship(chinook_db):
-    schema = read_schema(chinook_db)
-    text = mermaid_er(schema)
-    assert text.startswith("erDiagram\n")
-    relations = set(re.findall(r"^    (\w+) (\|\||\|o)--o\{ (\w+) : \"(\w+)\"$", text, flags=re.M))
-    expected = {(fk.ref_table, "|o" if fk.nullable else "||", fk.table, fk.column)
-                for t in schema for fk in t.foreign_keys}
-    assert relations == expected
-    assert set(re.findall(r"^    (\w+) \{$", text, flags=re.M)) == {t.name for t in schema}
-    assert "        INTEGER TrackId PK, FK" in text  # playlist_track's key is both
-
-
 def test_layers_put_every_table_right_of_the_tables_it_references(chinook_db):
     schema = read_schema(chinook_db)
     grid = layers(schema)
@@ -83,7 +73,7 @@ def test_diagram_arrows_never_pass_behind_a_table(chinook_db):
     schema = read_schema(chinook_db)
     grid = layers(schema)
     boxes, routes = _boxes(schema, grid), _routes(schema, grid)
-    from helpers.notebook.wrangling import ROW, WIDTH
+    from helpers.notebook.schema import ROW, WIDTH
 
     heights = {t.name: (len(t.columns) + 1) * ROW for t in schema}
     for fk, points in routes.items():
@@ -138,45 +128,18 @@ def test_split_sql_cell_refuses_another_cell():
         split_sql_cell("%%memit\nx = 1")
 
 
-@pytest.fixture
-def shell(chinook_db):
-    """A real IPython shell with ipython-sql and memory_profiler, connected to the database."""
-    from IPython.core.interactiveshell import InteractiveShell
-
-    ip = InteractiveShell.instance()
-    ip.run_line_magic("load_ext", "sql")
-    ip.run_line_magic("load_ext", "memory_profiler")
-    ip.run_line_magic("config", "SqlMagic.short_errors = False")
-    ip.run_line_magic("config", "SqlMagic.feedback = False")
-    ip.user_ns.update(url=sqlite_url(chinook_db), rerun_last_sql=rerun_last_sql)
-    ip.run_cell("%sql $url")
-    yield ip
-    InteractiveShell.clear_instance()
+# --- answers in sentences -------------------------------------------------------------------
 
 
-def test_memit_measures_the_last_sql_cell_through_the_magic(shell, capsys):
-    record_sql_cells(shell)
-    record_sql_cells(shell)  # registering twice must not run the hook twice
-    shell.run_cell("%%sql\nSELECT COUNT(*) AS n FROM tracks", store_history=False)
-    capsys.readouterr()
-    # store_history=False, as nbval runs cells: no _i or In to lean on.
-    done = shell.run_cell("%%memit\nresult = rerun_last_sql()", store_history=False)
-    assert done.success, done.error_in_exec
-    assert re.search(r"peak memory: [\d.]+ MiB, increment: -?[\d.]+ MiB", capsys.readouterr().out)
-    assert shell.user_ns["result"].DataFrame().n[0] == ROW_COUNTS["tracks"]
-
-
-def test_a_failing_query_fails_the_memit_cell(shell):
-    record_sql_cells(shell)
-    shell.run_cell("%%sql\nSELECT * FROM no_such_table", store_history=False)
-    done = shell.run_cell("%%memit\nrerun_last_sql()", store_history=False)
-    assert not done.success
-    assert "no such table" in str(done.error_in_exec)
-
-
-@pytest.mark.parametrize("ranks, expected", [([1, 2, 3], 1), ([1, 1, 3], 2), ([2, 2, 2], 3)])
-def test_leaders_keep_every_row_tied_at_the_top(ranks, expected):
-    assert len(leaders(pd.DataFrame({"rank": ranks}))) == expected
+@pytest.mark.parametrize("ranks, first, next_", [
+    ([1, 2, 3], [1], [2]),
+    ([1, 1, 3, 3, 5], [1, 1], [3, 3]),
+    ([2, 2, 2], [2, 2, 2], []),
+])
+def test_leaders_and_runners_up_keep_every_tied_row(ranks, first, next_):
+    frame = pd.DataFrame({"rank": ranks})
+    assert list(leaders(frame)["rank"]) == first
+    assert list(runners_up(frame)["rank"]) == next_
 
 
 @pytest.mark.parametrize("names, expected", [
@@ -186,21 +149,109 @@ def test_and_join(names, expected):
     assert and_join(names) == expected
 
 
-def test_barh_chart_highlights_the_chosen_bars_and_draws_the_threshold():
+ALBUMS = pd.DataFrame({"album": ["Minha Historia", "Greatest Hits", "Unplugged"],
+                       "artist": ["Chico Buarque", "Lenny Kravitz", "Lenny Kravitz"],
+                       "units": [27, 27, 25], "revenue": [26.73, 25.74, None]})
+
+
+@pytest.mark.parametrize("rows, template, expected", [
+    ([0], "{album} ({units} tracks)", "Minha Historia (27 tracks)"),
+    # a tie: every winner named, a value they share said once
+    ([0, 1], "{album}: {units} tracks", "Minha Historia and Greatest Hits: 27 tracks"),
+    ([1, 2], "by {artist}", "by Lenny Kravitz"),
+    ([0, 1], "${revenue:.2f}", "$26.73 and 25.74"),
+    ([2], "${revenue:.2f}", "$none"),
+    ([0, 1, 2], "{units:,}", "27 and 25"),
+    ([], "{album}", ""),
+])
+def test_fill_names_every_row_and_each_value_once(rows, template, expected):
+    assert fill(ALBUMS.iloc[rows], template) == expected
+
+
+def test_fill_takes_other_fields_as_keywords():
+    assert fill(ALBUMS.iloc[:1], "{units} over ${threshold:g}", threshold=40) == "27 over $40"
+
+
+def test_fill_names_the_columns_when_a_field_is_not_one():
+    with pytest.raises(HelpersError) as error:
+        fill(ALBUMS, "{title}")
+    assert error.value.message == (
+        "{title} is not a column of the result. Use one of: album, artist, units, revenue")
+
+
+def test_say_joins_the_parts_that_have_something_to_say():
+    sentence = say("**Answer:** A.", "", "Next: B.")
+    assert sentence == Sentence("**Answer:** A. Next: B.")
+    # The Markdown and the plain text (what nbval compares) are the same words.
+    assert sentence._repr_markdown_() == repr(sentence) == "**Answer:** A. Next: B."
+
+
+def test_dollars_in_a_sentence_are_not_read_as_math():
+    sentence = say("**$49.62** over 7 invoices.", "Next: $47.62.")
+    assert sentence._repr_markdown_() == r"**\$49.62** over 7 invoices. Next: \$47.62."
+    assert repr(sentence) == "**$49.62** over 7 invoices. Next: $47.62."
+
+
+# --- charts -------------------------------------------------------------------------------
+
+
+def test_barh_chart_highlights_the_chosen_bars_in_order():
     from matplotlib.colors import to_hex
 
     fig = barh_chart(["a", "b", "c"], [3.0, 2.0, 1.0], title="t", xlabel="x",
-                     highlight=pd.Series([True, False, True]), threshold=1.5)
+                     highlight=pd.Series([True, False, True]))
     ax = fig.axes[0]
     colors = [to_hex(bar.get_facecolor()) for bar in ax.patches]
     assert colors[0] == colors[2] == ACCENT and colors[1] != ACCENT
-    assert [line.get_xdata()[0] for line in ax.lines] == [1.5]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b", "c"]
 
 
-def test_the_answer_text_names_every_tied_leader():
-    from helpers.notebook import wrangling
+@pytest.mark.parametrize("values, expected", [
+    # bins are (39, 40], (40, 41], ...: exactly 40 is not over 40, 40.01 is
+    ([40.0], {40.0: 1}),
+    ([40.01, 40.99, 41.0], {41.0: 3}),
+    ([37.62, 40.62, 40.62], {38.0: 1, 39.0: 0, 40.0: 0, 41.0: 2}),
+    ([], {}),
+])
+def test_threshold_bins_are_closed_on_the_right_and_aligned_on_the_threshold(values, expected):
+    assert threshold_bins(values, 40) == expected
 
-    frame = pd.DataFrame({"rank": [1, 1, 3], "album": ["A", "B", "C"]})
-    assert wrangling.winners(frame, "album") == "A and B"
-    assert wrangling.winners(frame.iloc[1:], "album") == "B"
+
+def test_threshold_bins_follow_the_width():
+    assert threshold_bins([41, 44, 45.5], 40, width=2.5) == {42.5: 1, 45.0: 1, 47.5: 1}
+
+
+@pytest.fixture
+def histogram():
+    values = [36.64] + [37.62] * 30 + [39.62] * 8 + [40.0] + [40.62] * 3 + [49.62]
+    return values, threshold_histogram(values, 40, title="t", xlabel="x")
+
+
+def test_histogram_colours_only_the_bins_over_the_threshold(histogram):
+    from matplotlib.colors import to_hex
+
+    values, fig = histogram
+    bars = fig.axes[0].patches
+    over = [(b.get_x(), b.get_height()) for b in bars if to_hex(b.get_facecolor()) == ACCENT]
+    assert all(x >= 40 for x, _ in over)
+    assert sum(h for _, h in over) == sum(v > 40 for v in values) == 4
+    assert sum(b.get_height() for b in bars) == len(values)
+    assert "4 over $40" in fig.axes[0].get_title(loc="left")
+
+
+def test_histogram_threshold_line_crosses_no_label(histogram):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    _, fig = histogram
+    ax = fig.axes[0]
+    [line] = ax.lines
+    assert list(line.get_xdata()) == [40, 40]
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    x = ax.transData.transform((40, 0))[0]
+    labels = [t for t in ax.texts if t.get_text()]
+    assert len(labels) == 5  # one count per non-empty bin
+    for text in labels:
+        box = text.get_window_extent(renderer)
+        assert not box.x0 <= x <= box.x1, text.get_text()

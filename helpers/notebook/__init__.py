@@ -2,7 +2,9 @@
 
     processing  the processing notebook's investigation, counts and read-back checks
     crash_demo  a run killed with SIGKILL and resumed, compared with a clean run
-    wrangling   the wrangling notebook's answer tables, charts and %%memit support
+    schema      the schema read from a database's catalogue, and its drawn ER diagram
+    wrangling   the wrangling notebook's answer sentences, charts and the memory of each %%sql cell
+    run_summary what `make run` prints last: the answers and where every output is
     runner      papermill over the notebooks, with HTML reports
 
 These modules need the `notebooks` extra (pandas, IPython, matplotlib, papermill); ingest,

@@ -1,344 +1,91 @@
-"""What the wrangling notebook calls: the schema read from the database itself, its
-entity-relationship diagram, the bridge between `%%memit` and `%%sql`, ties and charts.
-
-Everything about the schema comes from SQLite's own catalogue (`sqlite_master`, `PRAGMA table_info`,
-`PRAGMA foreign_key_list`), never from a list typed by hand, so the diagram shows the database the
-notebook actually queries.
+"""What the wrangling notebook calls besides the schema (`helpers.notebook.schema`): the memory
+of each `%%sql` cell, answer sentences that name every tied winner, and charts.
 """
 
 from __future__ import annotations
 
-import re
-import sqlite3
+import gc
+import math
+import os
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import pairwise, permutations, product
-from math import factorial, prod
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import psutil
+
 from helpers.errors import HelpersError
+from helpers.memory import MIB, TreeMemory, _high_water_mark
+from helpers.notebook.schema import ACCENT, INK, MUTED
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-ACCENT, MUTED, INK = "#c0392b", "#9db4c8", "#1f2d3a"
-# The diagram's grid, in data units: a column row's height, a box's width, the gaps between.
-ROW, WIDTH, GAP_X, GAP_Y, LANE = 1.0, 9.0, 5.0, 1.6, 0.4
-MAX_ARRANGEMENTS = 20_000
 
 
-@dataclass(frozen=True)
-class DbColumn:
-    name: str
-    sqltype: str
-    primary_key: bool
-    not_null: bool
+def measure_sql_cells(shell=None) -> None:
+    """From now on, print after every `%%sql` cell the kernel's peak memory while the cell ran and
+    the increment over its level just before, in the words `%%memit` uses.
 
-
-@dataclass(frozen=True)
-class ForeignKey:
-    table: str
-    column: str
-    ref_table: str
-    ref_column: str
-    nullable: bool
-
-
-@dataclass(frozen=True)
-class TableInfo:
-    name: str
-    rows: int
-    columns: tuple[DbColumn, ...]
-    foreign_keys: tuple[ForeignKey, ...]
-
-
-# --- reading the catalogue ------------------------------------------------------------------
-
-
-def sqlite_url(db_path: str | Path) -> str:
-    """A read-only SQLAlchemy URL for `%sql`, after checking the file is there.
-
-    SQLite would otherwise create an empty database at a mistyped path, and every query would then
-    fail with a puzzling "no such table".
+    `%%memit` runs its body as plain Python, where a magic cannot sit, so it cannot measure a
+    `%%sql` cell. These two IPython events measure the cell's own run (the query runs once) and
+    stay silent for every other cell. Registering again changes nothing.
     """
-    path = Path(db_path)
-    if not path.is_file():
-        raise HelpersError("no database here", path=path,
-                           fix="Build it with `make db`, or pass -p db_path <file>")
-    return f"sqlite:///file:{path.as_posix()}?mode=ro&uri=true"
+    shell = shell or _shell()
+    for event, callback in (("pre_run_cell", _METER.start), ("post_run_cell", _METER.stop)):
+        if callback not in shell.events.callbacks[event]:
+            shell.events.register(event, callback)
 
 
-def connect_readonly(db_path: str | Path) -> sqlite3.Connection:
-    sqlite_url(db_path)  # the same existence check and message
-    return sqlite3.connect(f"file:{Path(db_path).as_posix()}?mode=ro", uri=True)
+@dataclass
+class _CellMeter:
+    baseline: int | None = None  # resident bytes before the cell; None: not measuring
+    sampler: TreeMemory | None = None  # only where the kernel's high-water mark cannot be reset
+
+    def start(self, info) -> None:
+        if not info.raw_cell.lstrip().startswith("%%sql"):
+            return
+        gc.collect()  # garbage from earlier cells, freed mid-query, would blur the increment
+        self.baseline = psutil.Process().memory_info().rss
+        if not _reset_high_water_mark():
+            self.sampler = TreeMemory(interval=0.01)
+            self.sampler.start()
+
+    def stop(self, result) -> None:
+        if self.baseline is None:
+            return
+        if self.sampler is not None:
+            self.sampler.stop()
+            peak = self.sampler.peak_of("this process")
+        else:
+            peak = _high_water_mark(os.getpid())
+        print(f"peak memory: {peak / MIB:.2f} MiB, "
+              f"increment: {(peak - self.baseline) / MIB:.2f} MiB")
+        self.baseline, self.sampler = None, None
 
 
-def read_schema(db_path: str | Path) -> list[TableInfo]:
-    """The user tables in creation order, each with its row count, columns and foreign keys."""
-    with connect_readonly(db_path) as con:
-        names = [r[0] for r in con.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
-            "ORDER BY rowid")]
-        return [_table_info(con, name) for name in names]
+_METER = _CellMeter()
 
 
-def _table_info(con: sqlite3.Connection, name: str) -> TableInfo:
-    quoted = '"' + name.replace('"', '""') + '"'
-    # table_info: cid, name, type, notnull, default, pk (position in the key, 0 when not in it)
-    columns = tuple(DbColumn(r[1], r[2], r[5] > 0, bool(r[3]))
-                    for r in con.execute(f"PRAGMA table_info({quoted})"))
-    not_null = {c.name: c.not_null for c in columns}
-    # foreign_key_list: id, seq, table, from, to, ...; sorted so the order is the declared one
-    fks = tuple(ForeignKey(name, r[3], r[2], r[4], not not_null[r[3]])
-                for r in sorted(con.execute(f"PRAGMA foreign_key_list({quoted})"),
-                                key=lambda r: (-r[0], r[1])))
-    rows = con.execute(f"SELECT count(*) FROM {quoted}").fetchone()[0]
-    return TableInfo(name, rows, columns, fks)
-
-
-def schema_frame(schema: Sequence[TableInfo]) -> pd.DataFrame:
-    """One row per table: rows, columns, primary key and the tables it references."""
-    import pandas as pd
-
-    return pd.DataFrame([{
-        "table": t.name,
-        "rows": t.rows,
-        "columns": len(t.columns),
-        "primary key": ", ".join(c.name for c in t.columns if c.primary_key),
-        "references": ", ".join(sorted({fk.ref_table for fk in t.foreign_keys})),
-    } for t in schema])
-
-
-def foreign_keys_frame(schema: Sequence[TableInfo]) -> pd.DataFrame:
-    """One row per foreign key: child column -> parent column, and whether it may be NULL."""
-    import pandas as pd
-
-    return pd.DataFrame([{
-        "table": fk.table, "column": fk.column, "references": f"{fk.ref_table}.{fk.ref_column}",
-        "nullable": fk.nullable,
-    } for t in schema for fk in t.foreign_keys])
-
-
-# --- the entity-relationship diagram ----------------------------------------------------------
-
-
-def mermaid_er(schema: Sequence[TableInfo]) -> str:
-    """A Mermaid `erDiagram` (rendered by JupyterLab 4 and nbconvert's HTML) of the schema."""
-    lines = ["erDiagram"]
-    for t in schema:
-        for fk in t.foreign_keys:
-            # Parent "exactly one" (or "zero or one" when the key may be NULL) to child "many".
-            parent_end = "|o" if fk.nullable else "||"
-            lines.append(f'    {fk.ref_table} {parent_end}--o{{ {t.name} : "{fk.column}"')
-    for t in schema:
-        fk_columns = {fk.column for fk in t.foreign_keys}
-        lines.append(f"    {t.name} {{")
-        for c in t.columns:
-            keys = [k for k, on in (("PK", c.primary_key), ("FK", c.name in fk_columns)) if on]
-            lines.append(f"        {_mermaid_type(c.sqltype)} {c.name}"
-                         + (f" {', '.join(keys)}" if keys else ""))
-        lines.append("    }")
-    return "\n".join(lines)
-
-
-def _mermaid_type(sqltype: str) -> str:
-    # Mermaid attribute types are single words: NVARCHAR(160) -> NVARCHAR, NUMERIC(10,2) -> NUMERIC
-    return re.sub(r"\W.*", "", sqltype) or "ANY"
-
-
-def show_mermaid(source: str) -> None:
-    """Display a Mermaid diagram as Markdown; the plain-text copy is the diagram's source."""
-    from IPython.display import display
-
-    display({"text/markdown": f"```mermaid\n{source}\n```", "text/plain": source}, raw=True)
-
-
-def layers(schema: Sequence[TableInfo]) -> list[list[str]]:
-    """Tables by depth (0 references nothing but itself, n references depth n-1 at most), each
-    layer in the order that keeps the diagram's arrows shortest; names break ties."""
-    parents = {t.name: {fk.ref_table for fk in t.foreign_keys} - {t.name} for t in schema}
-    depth: dict[str, int] = {}
-
-    def depth_of(name: str, seen: frozenset[str] = frozenset()) -> int:
-        if name not in depth:
-            if name in seen:
-                raise HelpersError(f"foreign keys form a cycle through {name}")
-            depth[name] = 1 + max((depth_of(p, seen | {name}) for p in parents[name]), default=-1)
-        return depth[name]
-
-    grid: list[list[str]] = [[] for _ in range(1 + max(map(depth_of, parents), default=-1))]
-    for name in sorted(parents):
-        grid[depth_of(name)].append(name)
-    return _shortest_arrangement(schema, grid)
-
-
-def _shortest_arrangement(schema: Sequence[TableInfo], grid: list[list[str]]) -> list[list[str]]:
-    # Every ordering of every layer, when there are few (Chinook: 5! * 2! * 2! * 2! = 960);
-    # the first one met wins ties, and the orderings come in name order, so it is deterministic.
-    if prod(factorial(len(layer)) for layer in grid) > MAX_ARRANGEMENTS:
-        return grid
-    best, best_cost = grid, float("inf")
-    for candidate in product(*(permutations(layer) for layer in grid)):
-        arranged = [list(layer) for layer in candidate]
-        routes = _routes(schema, arranged)
-        cost = sum(abs(b[1] - a[1]) for route in routes.values() for a, b in pairwise(route))
-        if cost < best_cost:
-            best, best_cost = arranged, cost
-    return best
-
-
-def _boxes(schema: Sequence[TableInfo], grid: list[list[str]]) -> dict[str, tuple[float, float]]:
-    """Each table's (left x, top y): layers side by side, each centred vertically."""
-    sizes = {t.name: (len(t.columns) + 1) * ROW for t in schema}
-    heights = [sum(sizes[n] + GAP_Y for n in layer) for layer in grid]
-    tallest = max(heights, default=0)
-    boxes = {}
-    for i, layer in enumerate(grid):
-        top = tallest - (tallest - heights[i]) / 2
-        for name in layer:
-            boxes[name] = (i * (WIDTH + GAP_X), top)
-            top -= sizes[name] + GAP_Y
-    return boxes
-
-
-def _anchors(schema: Sequence[TableInfo],
-             grid: list[list[str]]) -> dict[tuple[str, str], tuple[float, float, float]]:
-    """(table, column) -> (left x, right x, y of the column's row)."""
-    boxes = _boxes(schema, grid)
-    return {(t.name, c.name): (boxes[t.name][0], boxes[t.name][0] + WIDTH,
-                               boxes[t.name][1] - (j + 0.5) * ROW)
-            for t in schema for j, c in enumerate(t.columns, start=1)}
-
-
-def _routes(schema: Sequence[TableInfo],
-            grid: list[list[str]]) -> dict[ForeignKey, list[tuple[float, float]]]:
-    """Each foreign key's arrow as points from the child's row to the parent's key row.
-
-    An arrow that skips a layer crosses it through the gap between two boxes (or above or below
-    them) nearest its height, never behind a table, so no arrow seems to start at the wrong box;
-    arrows sharing a gap get lanes of their own, in the order of where they are going.
-    """
-    boxes, anchors = _boxes(schema, grid), _anchors(schema, grid)
-    sizes = {t.name: (len(t.columns) + 1) * ROW for t in schema}
-    layer_of = {name: i for i, layer in enumerate(grid) for name in layer}
-    gaps = [[boxes[layer[0]][1] + GAP_Y / 2] + [boxes[n][1] - sizes[n] - GAP_Y / 2 for n in layer]
-            for layer in grid]
-    passes: dict[ForeignKey, list[tuple[int, int]]] = {}  # fk -> [(layer, gap index)]
-    for t in schema:
-        for fk in t.foreign_keys:
-            if fk.ref_table == t.name:
-                continue
-            y, crossings = anchors[(t.name, fk.column)][2], []
-            for i in range(layer_of[t.name] - 1, layer_of[fk.ref_table], -1):
-                g = min(range(len(gaps[i])), key=lambda g, i=i, y=y: abs(gaps[i][g] - y))
-                crossings.append((i, g))
-                y = gaps[i][g]
-            passes[fk] = crossings
-    lane: dict[tuple[ForeignKey, int], float] = {}
-    for gap in {c for crossings in passes.values() for c in crossings}:
-        sharing = sorted((fk for fk, cs in passes.items() if gap in cs),
-                         key=lambda fk: -anchors[(fk.ref_table, fk.ref_column)][2])
-        for k, fk in enumerate(sharing):
-            lane[(fk, gap[0])] = gaps[gap[0]][gap[1]] + (len(sharing) / 2 - k - 0.5) * LANE
-    routes = {}
-    for fk, crossings in passes.items():
-        points = [anchors[(fk.table, fk.column)][::2]]
-        for i, _ in crossings:
-            x = i * (WIDTH + GAP_X)
-            points += [(x + WIDTH, lane[(fk, i)]), (x, lane[(fk, i)])]
-        routes[fk] = [*points, anchors[(fk.ref_table, fk.ref_column)][1:]]
-    return routes
-
-
-def draw_er(schema: Sequence[TableInfo]) -> Figure:
-    """The schema as boxes of columns in dependency layers, an arrow from each foreign key to the
-    key it references, dashed when the key may be NULL (matplotlib: renders wherever a PNG does)."""
-    from matplotlib.figure import Figure
-    from matplotlib.patches import FancyArrowPatch, Rectangle
-    from matplotlib.path import Path
-
-    grid = layers(schema)
-    boxes, anchors, routes = _boxes(schema, grid), _anchors(schema, grid), _routes(schema, grid)
-    fig = Figure(figsize=(16, 10), dpi=100)
-    ax = fig.add_axes((0, 0, 1, 1))
-    for t in schema:
-        x0, top = boxes[t.name]
-        height = (len(t.columns) + 1) * ROW
-        fk_columns = {fk.column for fk in t.foreign_keys}
-        # Boxes above the arrows, so an arrow that passes behind a table never hides its text.
-        ax.add_patch(Rectangle((x0, top - height), WIDTH, height, fc="white", ec=INK, lw=1.2,
-                               zorder=2))
-        ax.add_patch(Rectangle((x0, top - ROW), WIDTH, ROW, fc=INK, ec=INK, zorder=2))
-        ax.text(x0 + 0.3, top - ROW / 2, f"{t.name}  ({t.rows:,} rows)", color="white",
-                va="center", fontsize=9, fontweight="bold", zorder=3)
-        for c in t.columns:
-            keys = [k for k, on in (("PK", c.primary_key), ("FK", c.name in fk_columns)) if on]
-            ax.text(x0 + 0.3, anchors[(t.name, c.name)][2], f"{' '.join(keys):5} {c.name}",
-                    va="center", fontsize=8, family="monospace", color=ACCENT if keys else INK,
-                    zorder=3)
-    for t in schema:
-        for fk in t.foreign_keys:
-            style = dict(arrowstyle="-|>", mutation_scale=12, color=ACCENT, lw=1.1,
-                         linestyle="--" if fk.nullable else "-", zorder=1)
-            if fk in routes:
-                ax.add_patch(FancyArrowPatch(path=Path(routes[fk]), **style))
-            else:  # a self-reference loops round the right side of its box
-                _, x1, y = anchors[(t.name, fk.column)]
-                _, px1, py = anchors[(fk.ref_table, fk.ref_column)]
-                ax.add_patch(FancyArrowPatch((x1, y), (px1, py), connectionstyle="arc3,rad=0.6",
-                                             **style))
-    tallest = max((top for _, top in boxes.values()), default=0)
-    ax.set_xlim(-1, len(grid) * (WIDTH + GAP_X) - GAP_X + 2)
-    ax.set_ylim(-1, tallest + 1)
-    ax.axis("off")
-    return fig
-
-
-# --- running the questions ------------------------------------------------------------------
+def _reset_high_water_mark() -> bool:
+    """Linux keeps each process's peak resident memory (VmHWM) and lets it reset it to the current
+    level, so a peak shorter than any sampling interval is still seen; False elsewhere."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
 
 
 def split_sql_cell(source: str) -> tuple[str, str]:
     """A `%%sql` cell's source as (the magic's own line, the SQL body)."""
     first, _, body = source.lstrip().partition("\n")
     if not first.startswith("%%sql"):
-        raise HelpersError(
-            f"expected a %%sql cell, got one starting {first[:40]!r}",
-            fix="Run the %%sql cell just above first, then this one")
+        raise HelpersError(f"expected a %%sql cell, got one starting {first[:40]!r}",
+                           fix="Tag only %%sql cells with a question")
     return first.removeprefix("%%sql").strip(), body
-
-
-def record_sql_cells(shell=None) -> None:
-    """Remember the source of every `%%sql` cell as it runs, for `rerun_last_sql`.
-
-    An IPython event rather than the input history (`_i`, `In`): nbval executes cells without
-    storing history, and the measurement must work under it as it does in JupyterLab.
-    """
-    shell = shell or _shell()
-    if _remember_sql not in shell.events.callbacks["pre_run_cell"]:
-        shell.events.register("pre_run_cell", _remember_sql)
-
-
-def _remember_sql(info) -> None:
-    if info.raw_cell.lstrip().startswith("%%sql"):
-        _LAST_SQL_CELL["source"] = info.raw_cell
-
-
-_LAST_SQL_CELL: dict[str, str] = {}
-
-
-def rerun_last_sql(shell=None):
-    """Run the last `%%sql` cell again through the same magic and return its result.
-
-    `%%memit` executes its body as plain Python, so a magic cannot sit inside it; calling this
-    there measures exactly the query the `%%sql` cell above shows.
-    """
-    if "source" not in _LAST_SQL_CELL:
-        raise HelpersError("no %%sql cell has run since record_sql_cells()",
-                           fix="Run the setup cell, then the %%sql cell just above, then this one")
-    line, body = split_sql_cell(_LAST_SQL_CELL["source"])
-    return (shell or _shell()).run_cell_magic("sql", line, body)
 
 
 def _shell():
@@ -350,9 +97,18 @@ def _shell():
     return shell
 
 
+# --- answers in sentences -------------------------------------------------------------------
+
+
 def leaders(frame: pd.DataFrame, rank: str = "rank") -> pd.DataFrame:
     """The rows ranked first (more than one when the top is tied)."""
     return frame[frame[rank] == frame[rank].min()]
+
+
+def runners_up(frame: pd.DataFrame, rank: str = "rank") -> pd.DataFrame:
+    """The rows at the next rank after the first (empty when every row is tied first)."""
+    below = frame[frame[rank] > frame[rank].min()]
+    return below[below[rank] == below[rank].min()]
 
 
 def and_join(names: Sequence[str]) -> str:
@@ -361,36 +117,116 @@ def and_join(names: Sequence[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def winners(frame: pd.DataFrame, column: str) -> str:
-    """The first-ranked values of `column`, joined for a sentence: every winner of a tie."""
-    return and_join([str(v) for v in leaders(frame)[column]])
+def fill(frame: pd.DataFrame, template: str, **values: object) -> str:
+    """`template` with each `{column}` (format spec allowed: `{minutes:.2f}`) replaced by that
+    column's values in `frame`, each distinct one once, joined "A, B and C", so one template reads
+    right for one winner and for a tie. Keywords fill other fields. An empty frame gives ""."""
+    if frame.empty:
+        return ""
+    return _ColumnFormatter(frame).vformat(template, (), values)
+
+
+class _ColumnFormatter(string.Formatter):
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+
+    def get_value(self, key, args, kwargs):
+        if key in kwargs:
+            return [kwargs[key]]
+        if key not in self.frame.columns:
+            raise HelpersError(f"{{{key}}} is not a column of the result",
+                               fix=f"Use one of: {', '.join(map(str, self.frame.columns))}")
+        return list(self.frame[key])
+
+    def format_field(self, values, format_spec):
+        # A NULL (no customer over the threshold, say) reads "none" rather than failing on ".2f".
+        shown = ["none" if _missing(v) else format(v, format_spec) for v in values]
+        return and_join(list(dict.fromkeys(shown)))
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """Text shown as Markdown, whose plain-text form (what nbval compares) is the same words."""
+
+    text: str
+
+    def _repr_markdown_(self) -> str:
+        # Two prices in a line ("$49.62 ... $47.62") would otherwise be typeset as LaTeX math.
+        return self.text.replace("$", r"\$")
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def say(*parts: str) -> Sentence:
+    """The non-empty parts, one after another: an answer and, when there is one, what comes next."""
+    return Sentence(" ".join(p for p in parts if p))
 
 
 # --- charts -------------------------------------------------------------------------------
 
 
 def barh_chart(labels: Sequence[str], values: Sequence[float], *, title: str, xlabel: str,
-               highlight: Sequence[bool] | None = None, threshold: float | None = None,
-               value_format: str = "{:.2f}") -> Figure:
+               highlight: Sequence[bool] | None = None, value_format: str = "{:.2f}") -> Figure:
     """Horizontal bars, first item at the top, highlighted ones in the accent colour, values
-    printed at the bar ends, and an optional vertical threshold line."""
+    printed at the bar ends."""
     from matplotlib.figure import Figure
 
     n = len(labels)
     marks = [False] * n if highlight is None else list(highlight)
-    colors = [ACCENT if h else MUTED for h in marks]
     fig = Figure(figsize=(9, 0.25 * n + 1.4), dpi=100)
     ax = fig.add_subplot()
-    ax.barh(range(n), values, color=colors)
+    ax.barh(range(n), values, color=[ACCENT if h else MUTED for h in marks])
     ax.set_yticks(range(n), labels, fontsize=8)
     ax.invert_yaxis()
     for i, v in enumerate(values):
         ax.text(v, i, " " + value_format.format(v), va="center", fontsize=7, color=INK)
-    if threshold is not None:
-        ax.axvline(threshold, color=INK, lw=1, linestyle="--")
     ax.set_title(title, loc="left", fontsize=11)
     ax.set_xlabel(xlabel)
     ax.spines[["top", "right"]].set_visible(False)
     ax.margins(x=0.08, y=0.01)
+    fig.tight_layout()
+    return fig
+
+
+def threshold_bins(values: Sequence[float], threshold: float,
+                   width: float = 1.0) -> dict[float, int]:
+    """How many values fall in each bin, keyed by the bin's upper edge. Bins are `width` wide,
+    closed on the right and aligned on the threshold, so the bins above it hold exactly the
+    values strictly greater (`> threshold`) and a value equal to it stays below the line."""
+    keys = [math.ceil(round((v - threshold) / width, 9)) for v in values]  # 9 places: float noise
+    if not keys:
+        return {}
+    return {threshold + k * width: keys.count(k) for k in range(min(keys), max(keys) + 1)}
+
+
+def threshold_histogram(values: Sequence[float], threshold: float, *, title: str, xlabel: str,
+                        unit: str = "$", width: float = 1.0) -> Figure:
+    """A histogram with the bins over the threshold in the accent colour and a dashed line at the
+    threshold. Counts sit above the bars' centres, half a bin clear of the line, and the line is
+    explained in the title, outside the plot, so nothing is drawn across it."""
+    from matplotlib.figure import Figure
+
+    bins = threshold_bins(values, threshold, width)
+    over = sum(n for edge, n in bins.items() if edge > threshold)
+    fig = Figure(figsize=(9, 4), dpi=100)
+    ax = fig.add_subplot()
+    for edge, n in bins.items():
+        ax.bar(edge - width, n, width=width, align="edge", edgecolor="white",
+               color=ACCENT if edge > threshold else MUTED)
+        if n:
+            ax.text(edge - width / 2, n, str(n), ha="center", va="bottom", fontsize=9, color=INK)
+    ax.axvline(threshold, color=INK, lw=1.2, linestyle="--")
+    ax.xaxis.set_major_formatter(lambda x, _: f"{unit}{x:g}")
+    ax.set_ylim(0, max(bins.values(), default=0) * 1.12 + 1)
+    ax.set_title(f"{title}\n{over} over {unit}{threshold:g} (dashed line, red bars), "
+                 f"{len(values) - over} at or under", loc="left", fontsize=11)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("count")
+    ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
     return fig
