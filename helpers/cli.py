@@ -106,7 +106,11 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--level", type=int, choices=range(4), default=d.level,
                    help="gzip level of the output (isal, 0-3)")
     p.add_argument("--jobs", type=positive, default=None, help="worker processes (default: cores)")
-    p.add_argument("--fresh", action="store_true", help="ignore checkpoints and start over")
+    p.add_argument("--fresh", action="store_true",
+                   help="ignore checkpoints and earlier runs: read every file again")
+    p.add_argument("--append-only", action="store_true",
+                   help="only append new files; stop, changing nothing, if an earlier file "
+                        "changed or disappeared (which would otherwise rebuild its dataset)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--log-dir", default=None,
                    help="folder for the run's log file (default: <out>/.ingest/logs)")
@@ -140,7 +144,7 @@ def _ingest(args: argparse.Namespace) -> int:
     else:
         manifest = ingest(args.raw, args.out, datasets=args.dataset, options=options,
                           jobs=args.jobs, fresh=args.fresh, progress=not args.no_progress,
-                          log_dir=args.log_dir)
+                          log_dir=args.log_dir, append_only=args.append_only)
     return _report_ingest(manifest, Path(args.out), args.max_rejects)
 
 

@@ -131,13 +131,15 @@ def a_dataset_finished(out: Path):
 
 def outputs(out: Path, datasets: list[str] | None = None) -> dict[str, Any]:
     """sha256 of every output and each manifest field, flat so that a failure names the field;
-    minus what differs between two good runs: timing, events (they say whether it resumed) and
-    the folder's own path."""
+    minus what differs between two good runs: timing (seconds, and when each run in the history
+    finished) and events (they say whether it resumed)."""
     manifest = orjson.loads((out / "_manifest.json").read_bytes())
     manifest.pop("_run")
     found = {}
     for name in datasets or sorted(manifest):
         entry = manifest[name]
+        entry["history"] = [{k: v for k, v in h.items() if k != "finished"}  # a timestamp
+                            for h in entry["history"]]
         found |= {f"manifest {name} {key}": value for key, value in entry.items()
                   if key not in ("seconds", "events")}
         for path in (out / f"{name}.json.gz", out / "_rejects" / f"{name}.jsonl.gz"):

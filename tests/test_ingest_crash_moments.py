@@ -98,8 +98,10 @@ EXACT_MOMENTS = [
                  id="in-the-middle-of-a-gzip-member"),
     pytest.param("helpers.ingest.dataset_pass:_Run.finish", 1, [], False,
                  id="after-the-last-checkpoint-before-the-outputs-are-renamed"),
+    pytest.param("helpers.ingest.dataset_pass:replace_durably", 3, [], False,
+                 id="after-the-outputs-are-renamed-before-the-fingerprints-are-kept"),
     pytest.param("helpers.ingest.dataset_pass:sha256_of", 1, [], False,
-                 id="after-the-outputs-are-renamed-before-the-checkpoint-is-removed"),
+                 id="after-the-checkpoint-is-kept-before-the-manifest-entry"),
 ]
 
 

@@ -1,9 +1,13 @@
 """Checkpoints: how much of a dataset's output is durable, and whether it may be resumed.
 
 A checkpoint is written only after the output, the rejects and the fingerprint log are synced,
-so it never claims more than the disk holds. It also records the inputs (names, sizes, mtimes)
-and the options that shape the output; if either changed, resuming would mix two different runs,
-so the run starts over and says why.
+so it never claims more than the disk holds. It also records the inputs (names, sizes, mtimes,
+and a hash of each file's head and tail) and the options that shape the output; if either
+changed, resuming would mix two different runs, so the run starts over and says why.
+
+When a dataset finishes, its last checkpoint is kept (as `done`): it describes the finished
+output exactly, so a later run that finds only new files can append them to it (an `append`
+checkpoint) instead of reading everything again.
 """
 
 from __future__ import annotations
@@ -13,15 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from xxhash import xxh3_64
 
 from helpers.fs import write_atomic
 
-VERSION = 2  # 2: positions are physical lines, and files carry more counts
+VERSION = 3  # 3: inputs carry a head-and-tail hash; append checkpoints
+EDGE_BYTES = 64 << 10  # how much of each end of a file the signature hashes
 
 
 @dataclass
 class Checkpoint:
-    inputs: list[list[Any]]  # [name, size, mtime_ns] of every file, in processing order
+    inputs: list[list[Any]]  # [name, size, mtime_ns, edge hash] of every file, in processing order
     options: dict[str, Any]
     file_index: int = 0  # the file being read
     record: int = 0  # where to resume in that file: a line index, or a JSON array item index
@@ -33,15 +39,28 @@ class Checkpoint:
     done: bool = False
     stats: dict[str, Any] = field(default_factory=dict)  # counters and per-file results so far
     columns: list[list[Any]] = field(default_factory=list)  # [name, kind, nullable], drift too
+    append: bool = False  # this run appends new files to a finished output
     version: int = VERSION
 
 
 def input_signature(paths: list[Path]) -> list[list[Any]]:
+    """Each file's name, size, mtime and a hash of its first and last 64 KiB: enough to notice a
+    file rewritten in place, even with its size and mtime restored, at two small reads a file."""
     signature = []
     for path in paths:
         st = path.stat()
-        signature.append([path.name, st.st_size, st.st_mtime_ns])
+        signature.append([path.name, st.st_size, st.st_mtime_ns, edge_hash(path, st.st_size)])
     return signature
+
+
+def edge_hash(path: Path, size: int) -> str:
+    digest = xxh3_64()
+    with open(path, "rb") as f:
+        digest.update(f.read(EDGE_BYTES))
+        if size > EDGE_BYTES:
+            f.seek(max(EDGE_BYTES, size - EDGE_BYTES))
+            digest.update(f.read(EDGE_BYTES))
+    return digest.hexdigest()
 
 
 def write(path: Path, checkpoint: Checkpoint) -> None:
@@ -65,8 +84,25 @@ def why_not_resumable(saved: Checkpoint, inputs: list[list[Any]], options: dict)
                          if options.get(k) != saved.options.get(k))
         return f"options changed since the checkpoint ({', '.join(changed)})"
     if saved.inputs != inputs:
-        before = {name: (size, mtime) for name, size, mtime in saved.inputs}
-        now = {name: (size, mtime) for name, size, mtime in inputs}
+        before = {name: rest for name, *rest in saved.inputs}
+        now = {name: rest for name, *rest in inputs}
         changed = sorted(n for n in before.keys() | now.keys() if before.get(n) != now.get(n))
         return f"inputs changed since the checkpoint ({', '.join(changed[:5])})"
+    return None
+
+
+def why_not_appendable(done: Checkpoint, inputs: list[list[Any]], options: dict) -> str | None:
+    """None when the files `done` read are all still there, unchanged, first in `inputs` and
+    under the same options, so that only the files after them need reading; else the reason."""
+    if done.options != options:
+        changed = sorted(k for k in options.keys() | done.options.keys()
+                         if options.get(k) != done.options.get(k))
+        return f"options changed since the last run ({', '.join(changed)})"
+    now = {name: rest for name, *rest in inputs}
+    gone = [name for name, *_ in done.inputs if name not in now]
+    if gone:
+        return f"{', '.join(gone[:5])} disappeared since it was ingested"
+    changed = [name for name, *rest in done.inputs if now[name] != rest]
+    if changed:
+        return f"{', '.join(changed[:5])} changed since it was ingested"
     return None

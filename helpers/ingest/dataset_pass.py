@@ -7,7 +7,7 @@ Each file is opened once for its sample and read once for its records.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,8 @@ from helpers.errors import HelpersError, InputError
 from helpers.fs import replace_durably, sha256_of
 from helpers.ingest import checkpoint
 from helpers.ingest.dedupe import Fingerprints
-from helpers.ingest.folders import list_files, state_folder
-from helpers.ingest.manifest import package_version
+from helpers.ingest.folders import done_folder, list_files, state_folder
+from helpers.ingest.manifest import now, package_version
 from helpers.ingest.normalize import Normalizer, Reject
 from helpers.ingest.readers import Damage, Limits, read_chunks, until_damaged
 from helpers.ingest.schema import OutputColumn, Schema, map_header, schema_for
@@ -94,21 +94,43 @@ class Paths:
     def fingerprints(self) -> Path:
         return state_folder(self.out) / f"{self.name}.fp"
 
+    @property
+    def done(self) -> Path:
+        """The finished run's last checkpoint, kept so that new files can be appended."""
+        return done_folder(self.out) / f"{self.name}.json"
+
+    @property
+    def done_fingerprints(self) -> Path:
+        return done_folder(self.out) / f"{self.name}.fp"
+
+    def moves_to_append(self) -> list[tuple[Path, Path]]:
+        """What an append takes back from a finished output: (finished place, working place)."""
+        return [(self.final, self.part), (self.rejects, self.rejects_part),
+                (self.done_fingerprints, self.fingerprints)]
+
 
 def ingest_dataset(folder: Path, out: Path, options: Options = Options(),
-                   fresh: bool = False, progress: Any = None) -> dict[str, Any]:
-    """Ingest one dataset folder; resumes from its checkpoint unless `fresh`."""
+                   fresh: bool = False, progress: Any = None,
+                   append_only: bool = False) -> dict[str, Any]:
+    """Ingest one dataset folder; resumes from its checkpoint unless `fresh`.
+
+    When the last run finished and its files are all unchanged, only the files added since are
+    read, and their records appended to the output as new gzip members (the old bytes stay a
+    prefix). Otherwise the dataset starts over and says why, or with `append_only` raises
+    `AppendRefused` before touching anything.
+    """
     started = time.perf_counter()
     inputs = signature(folder, options)  # before reading: a file changed meanwhile is stale
     paths = Paths(out, folder.name)
-    for sub in (paths.rejects.parent, paths.checkpoint.parent):
+    for sub in (paths.rejects.parent, paths.checkpoint.parent, paths.done.parent):
         sub.mkdir(parents=True, exist_ok=True)
     files = list_files(folder)
     data = [(p, f) for p, f in files if f.kind in DATA_KINDS]
     skipped = [{"name": p.name, "why": f.note or f.kind}
                for p, f in files if f.kind not in DATA_KINDS]
     try:
-        run = _Run(paths, data, options, fresh)
+        run = _Run(paths, data, options, fresh, append_only)
+        run.open()
         run.events += [f"skipped {s['name']}: {s['why']}" for s in skipped]
         if not data:
             run.events.append("no data files: the output is an empty file")
@@ -126,6 +148,13 @@ def ingest_dataset(folder: Path, out: Path, options: Options = Options(),
     return entry
 
 
+def plan_dataset(folder: Path, out: Path, options: Options) -> tuple[str, str | None]:
+    """What `ingest_dataset` would do with this folder now (see `_Run.plan`), doing nothing."""
+    files = list_files(folder)
+    data = [(p, f) for p, f in files if f.kind in DATA_KINDS]
+    return _Run(Paths(out, folder.name), data, options, fresh=False).plan()
+
+
 def signature(folder: Path, options: Options) -> dict[str, Any]:
     """What a dataset's output depends on: every file's name, size and mtime, the options and
     the package version. An output made under the same signature is up to date."""
@@ -138,45 +167,126 @@ class _Run:
     """One dataset's pass: owns the writers, the fingerprints and the checkpoint."""
 
     def __init__(self, paths: Paths, data: list[tuple[Path, Format]], options: Options,
-                 fresh: bool) -> None:
-        self.paths, self.data, self.options = paths, data, options
+                 fresh: bool, append_only: bool = False) -> None:
+        self.paths, self.options = paths, options
         self.events: list[str] = []
+        saved = None if fresh else checkpoint.read(paths.checkpoint)
+        done = None if fresh else checkpoint.read(paths.done)
+        # Files a finished or interrupted run has read come first, in its order, then the new
+        # ones sorted: an append keeps the old output a prefix of the new one.
+        before = [name for name, *_ in (saved or done).inputs] if (saved or done) else []
+        self.data = order_files(data, before)
         self.schema = schema_for(paths.name)
         self.declared = len(self.schema.columns)
-        for _, fmt in data:  # columns known from headers up front, so every row has them all
+        for _, fmt in self.data:  # columns known from headers up front, so every row has them
             map_header(fmt.header, self.schema)
         self.fingerprints = Fingerprints(options.dedupe, options.dedupe_budget_mb << 20)
-        signature = checkpoint.input_signature([p for p, _ in data])
+        signature = checkpoint.input_signature([p for p, _ in self.data])
         self.ckpt = checkpoint.Checkpoint(signature, asdict(options))
         self.ckpt.stats = {"files": [], "rows_written": 0, "rows_rejected": 0,
-                           "rows_dropped": 0}
-        saved = None if fresh else checkpoint.read(paths.checkpoint)
-        self._open(saved)
+                           "rows_dropped": 0, "history": [], "run_from": 0}
+        self.saved, self.done_ckpt, self.append_only = saved, done, append_only
 
-    def _open(self, saved: checkpoint.Checkpoint | None) -> None:
-        why = "no checkpoint" if saved is None else self._why_not_resume(saved)
-        if why is not None:
-            if saved is not None:
-                self.events.append(f"starting over: {why}")
-            # The old checkpoint goes first: were this run killed before its own first
-            # checkpoint, a later run must not apply the old one to the new, shorter files.
-            self.paths.checkpoint.unlink(missing_ok=True)
-            self.paths.fingerprints.unlink(missing_ok=True)
-            self.paths.fingerprints.touch()
-            self.output_writer = MemberWriter(self.paths.part, self.options.level)
-            self.reject_writer = MemberWriter(self.paths.rejects_part, self.options.level)
+    def plan(self) -> tuple[str, str | None]:
+        """What this run will do, without doing it: ("resume" | "append" | "new" | "rebuild",
+        and for a rebuild the reason). Reads checkpoints and files only."""
+        saved, done = self.saved, self.done_ckpt
+        if saved is not None and checkpoint.why_not_resumable(
+                saved, self.ckpt.inputs, self.ckpt.options) is None:
+            return "resume", None
+        why = "no finished run" if done is None else self._why_not_append(done)
+        if why is None:
+            return "append", None
+        if done is None and saved is None and not self.paths.final.exists():
+            return "new", None
+        return "rebuild", why
+
+    def open(self) -> None:
+        """Resume, append or start over, as `plan` says; with `append_only`, refuse to rebuild
+        an output that exists."""
+        saved, done = self.saved, self.done_ckpt
+        if saved is not None:
+            self._settle(saved)
+            why = self._why_not_resume(saved)
+            if why is None:
+                self._resume(saved)
+                return
+        why_not_append = "no finished run" if done is None else self._why_not_append(done)
+        if why_not_append is None:
+            self._start_append(done)
             return
+        if self.append_only and (done is not None or self.paths.final.exists()):
+            raise AppendRefused(f"{self.paths.name} cannot be appended to: {why_not_append}",
+                                path=self.paths.final, fix="Run without --append-only to "
+                                                           "rebuild it")
+        if saved is not None:
+            self.events.append(f"starting over: {why}")
+        elif done is not None:
+            self.events.append(f"rebuilding: {why_not_append}")
+        self._start_over()
+
+    def _start_over(self) -> None:
+        # The old checkpoints go first: were this run killed before its own first checkpoint,
+        # a later run must not apply an old one to the new, shorter files.
+        for stale in (self.paths.checkpoint, self.paths.done, self.paths.fingerprints,
+                      self.paths.done_fingerprints):
+            stale.unlink(missing_ok=True)
+        self.paths.fingerprints.touch()
+        self.output_writer = MemberWriter(self.paths.part, self.options.level)
+        self.reject_writer = MemberWriter(self.paths.rejects_part, self.options.level)
+
+    def _why_not_append(self, done: checkpoint.Checkpoint) -> str | None:
+        why = checkpoint.why_not_appendable(done, self.ckpt.inputs, self.ckpt.options)
+        if why is not None:
+            return why
+        known = {name for name, *_ in done.columns}
+        new = [c.name for c in self.schema.columns if c.name not in known]
+        if new:
+            return f"new files bring columns the output does not have ({', '.join(new[:5])})"
+        finished = [(self.paths.final, done.part_bytes),
+                    (self.paths.rejects, done.rejects_bytes),
+                    (self.paths.done_fingerprints, done.fingerprint_bytes)]
+        for path, size in finished:
+            if not path.exists() or path.stat().st_size != size:
+                return f"{path.name} is not the file its last run finished"
+        return None
+
+    def _start_append(self, done: checkpoint.Checkpoint) -> None:
+        """Turn the finished run's checkpoint into one that resumes after its last file."""
+        appended = [p.name for p, _ in self.data[len(done.inputs):]]
+        ckpt = replace(done, inputs=self.ckpt.inputs, done=False, append=True,
+                       stats=done.stats | {"run_from": len(done.inputs)})
+        # Durable before anything moves: from here a kill resumes this append (see _settle).
+        checkpoint.write(self.paths.checkpoint, ckpt)
+        self.paths.done.unlink()
+        self._settle(ckpt)
+        self.events.append(f"appending {len(appended)} new file(s): {', '.join(appended)}"
+                           if appended else "no new data files: the output is kept as it is")
+        self._resume(ckpt, say=False)
+
+    def _settle(self, saved: checkpoint.Checkpoint) -> None:
+        """Finish moving the files an append or a finish was moving when a run was killed."""
+        if saved.append and not saved.done:
+            for finished, working in self.paths.moves_to_append():
+                if finished.exists() and not working.exists():
+                    replace_durably(finished, working)
+        if saved.done and not self.paths.fingerprints.exists() \
+                and self.paths.done_fingerprints.exists():
+            replace_durably(self.paths.done_fingerprints, self.paths.fingerprints)
+
+    def _resume(self, saved: checkpoint.Checkpoint, say: bool = True) -> None:
         self.ckpt = saved
         self.schema = Schema(self.paths.name, [OutputColumn(*c) for c in saved.columns],
                              self.declared)
-        self.events.append(f"resuming at file {saved.file_index}, record {saved.record}")
+        if say:
+            self.events.append(f"resuming at file {saved.file_index}, record {saved.record}")
         self.fingerprints.restore(self.paths.fingerprints, saved.fingerprint_bytes,
                                   saved.duplicates, saved.exact)
         if saved.done:
             return
         self.output_writer = MemberWriter(self.paths.part, self.options.level, saved.part_bytes)
         self.reject_writer = MemberWriter(self.paths.rejects_part, self.options.level,
-                                    saved.rejects_bytes)
+                                          saved.rejects_bytes)
 
     def _why_not_resume(self, saved: checkpoint.Checkpoint) -> str | None:
         why = checkpoint.why_not_resumable(saved, self.ckpt.inputs, self.ckpt.options)
@@ -199,7 +309,7 @@ class _Run:
             self._process_file(index, path, fmt, progress)
             self._checkpoint(index + 1, 0)
         self.ckpt.done = True
-        self._checkpoint(len(self.data), 0)
+        self._checkpoint(len(self.data), 0, complete=True)
         self.output_writer.close()
         self.reject_writer.close()
 
@@ -246,25 +356,36 @@ class _Run:
             self.reject_writer.write(b"".join(r.to_json() + b"\n" for r in rejects))
             self.ckpt.stats["rows_rejected"] += len(rejects)
 
-    def _checkpoint(self, file_index: int, record: int) -> None:
+    def _checkpoint(self, file_index: int, record: int, complete: bool = False) -> None:
         ckpt = self.ckpt
         ckpt.file_index, ckpt.record = file_index, record
-        ckpt.part_bytes = self.output_writer.end_member()
-        ckpt.rejects_bytes = self.reject_writer.end_member()
+        ckpt.part_bytes = self.output_writer.end_member(complete)
+        ckpt.rejects_bytes = self.reject_writer.end_member(complete)
         ckpt.fingerprint_bytes = self.fingerprints.save(self.paths.fingerprints)
         ckpt.duplicates, ckpt.exact = self.fingerprints.duplicates, self.fingerprints.exact
         ckpt.columns = [[c.name, c.kind, c.nullable] for c in self.schema.columns]
         checkpoint.write(self.paths.checkpoint, ckpt)
 
     def finish(self) -> dict[str, Any]:
-        """Move the outputs into place, drop the checkpoint and describe the result."""
-        paths = self.paths
+        """Move the outputs into place, keep the last checkpoint and describe the result."""
+        paths, ckpt = self.paths, self.ckpt
+        stats = ckpt.stats
         for part, final in ((paths.part, paths.final), (paths.rejects_part, paths.rejects)):
             if part.exists():
                 replace_durably(part, final)
-        stats, ckpt = self.ckpt.stats, self.ckpt
+        # One item per run that read files; a resumed finish, or an append that found no new
+        # file, adds none.
+        history = stats["history"]
+        if not history or (stats["run_from"] < len(self.data)
+                           and history[-1]["files_from"] != stats["run_from"]):
+            history.append(_history(stats, len(self.data)))
+        # Kept for the next run to append to: the checkpoint first, then the fingerprints
+        # (_settle puts them back if a kill comes between), then the working checkpoint goes.
+        checkpoint.write(paths.done, ckpt)
+        replace_durably(paths.fingerprints, paths.done_fingerprints)
+        paths.checkpoint.unlink(missing_ok=True)
         distinct = len(self.fingerprints.seen) if self.options.dedupe != "off" else None
-        entry = {
+        return {
             # Relative to the output folder, so that the folder can move as a whole.
             "output": paths.final.name,
             "rejects": f"{paths.rejects.parent.name}/{paths.rejects.name}",
@@ -282,11 +403,28 @@ class _Run:
             "drifted_columns": self.schema.drift,
             "bytes": paths.final.stat().st_size,
             "sha256": sha256_of([paths.final]),
+            "history": stats["history"],
             "events": self.events,
         }
-        paths.checkpoint.unlink(missing_ok=True)
-        paths.fingerprints.unlink(missing_ok=True)
-        return entry
+
+
+def _history(stats: dict[str, Any], files: int) -> dict[str, Any]:
+    """What one run added: its files (an append's new ones only) and their rows."""
+    added = stats["files"][stats["run_from"]:files]
+    return {"finished": now(), "kind": "append" if stats["run_from"] else "full",
+            "files_from": stats["run_from"], "files": [f["name"] for f in added],
+            "rows": sum(f["rows"] for f in added), "rejected": sum(f["rejected"] for f in added)}
+
+
+def order_files(data: list[tuple[Path, Format]], before: list[str]) -> list[tuple[Path, Format]]:
+    """The files an earlier run read, in its order, then the others by name."""
+    position = {name: i for i, name in enumerate(before)}
+    return sorted(data, key=lambda item: (position.get(item[0].name, len(position)),
+                                          item[0].name))
+
+
+class AppendRefused(InputError):
+    """--append-only, and a dataset whose earlier files changed: nothing may be touched."""
 
 
 def new_counts(name: str, fmt: Format) -> dict[str, Any]:

@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from helpers.errors import InputError
-from helpers.ingest.dataset_pass import Options, ingest_dataset, signature
+from helpers.ingest.dataset_pass import (
+    AppendRefused,
+    Options,
+    ingest_dataset,
+    plan_dataset,
+    signature,
+)
 from helpers.ingest.folders import (
     dataset_folders,
     log_folder,
@@ -48,12 +54,15 @@ def ingest(
     fresh: bool = False,
     progress: bool = True,
     log_dir: str | Path | None = None,
+    append_only: bool = False,
 ) -> dict[str, Any]:
     """Ingest each dataset folder of `raw`; return the manifest (also in `<out>/_manifest.json`).
 
     A dataset whose files and options are those of its last complete run, and whose output is
-    still in place, is up to date and not read again. Re-running after a crash or an interrupt
-    resumes each dataset from its last checkpoint; `fresh` ignores both. The log goes to
+    still in place, is up to date and not read again; one whose folder only gained files has
+    those read and appended (see `ingest_dataset`). Re-running after a crash or an interrupt
+    resumes each dataset from its last checkpoint; `fresh` ignores all of that. `append_only`
+    refuses, before any work, to rebuild a dataset whose earlier files changed. The log goes to
     `log_dir`, by default `<out>/.ingest/logs/`.
     """
     raw, out, options = Path(raw), Path(out), options or Options()
@@ -63,6 +72,8 @@ def ingest(
         _, previous = read_manifest(out)
         current = {} if fresh else up_to_date(folders, out, options, previous)
         todo = [f for f in folders if f.name not in current]
+        if append_only:
+            _refuse_rebuilds(todo, out, options)
         run = {"started": now(), "engine": "local", "version": package_version(),
                "raw": os.path.relpath(raw, out), "options": asdict(options),
                "ingested": [f.name for f in todo], "up_to_date": sorted(current)}
@@ -82,7 +93,8 @@ def ingest(
                                run | {"status": "running"})
 
             try:
-                _run_all(todo, out, options, fresh, jobs, progress, finished, counter)
+                _run_all(todo, out, options, fresh, jobs, progress, finished, counter,
+                         append_only)
             except KeyboardInterrupt:
                 _finish(out, run, "interrupted", current, kept)
                 raise Interrupted(_how_far(run, current, counter)) from None
@@ -95,6 +107,18 @@ def ingest(
             _finish(out, run, "complete", current, kept)
             log.info("done")
             return Manifest(current, run)
+
+
+def _refuse_rebuilds(folders: list[Path], out: Path, options: Options) -> None:
+    refused = []
+    for folder in folders:
+        kind, why = plan_dataset(folder, out, options)
+        if kind == "rebuild":
+            refused.append(f"{folder.name} ({why})")
+    if refused:
+        raise AppendRefused(f"--append-only, but these datasets would be rebuilt: "
+                            f"{'; '.join(refused)}", path=out,
+                            fix="Nothing was changed. Run without --append-only to rebuild them")
 
 
 class Interrupted(KeyboardInterrupt):
@@ -136,7 +160,7 @@ def _how_far(run: dict[str, Any], current: dict[str, Any], counter: _Counter) ->
 
 def _run_all(folders: list[Path], out: Path, options: Options, fresh: bool,
              jobs: int | None, progress: bool, finished: Callable[[str, dict], None],
-             counter: _Counter) -> None:
+             counter: _Counter, append_only: bool = False) -> None:
     """Ingest `folders`, handing each dataset's entry to `finished` as soon as it is done."""
     if jobs is not None and jobs < 1:
         raise InputError(f"jobs must be at least 1, not {jobs}",
@@ -147,15 +171,17 @@ def _run_all(folders: list[Path], out: Path, options: Options, fresh: bool,
     try:
         if jobs == 1:
             for folder in folders:
-                finished(folder.name, ingest_dataset(folder, out, options, fresh, counter.add))
+                finished(folder.name, ingest_dataset(folder, out, options, fresh, counter.add,
+                                                     append_only))
         else:
-            _run_parallel(folders, out, options, fresh, jobs, counter, finished)
+            _run_parallel(folders, out, options, fresh, jobs, counter, finished, append_only)
     finally:
         bar.close()
 
 
 def _run_parallel(folders: list[Path], out: Path, options: Options, fresh: bool, jobs: int,
-                  counter: _Counter, finished: Callable[[str, dict], None]) -> None:
+                  counter: _Counter, finished: Callable[[str, dict], None],
+                  append_only: bool = False) -> None:
     # spawn, not fork: a notebook kernel has threads, and forking a threaded process can hang.
     context = multiprocessing.get_context("spawn")
     shared = context.Value("q", 0)
@@ -163,7 +189,7 @@ def _run_parallel(folders: list[Path], out: Path, options: Options, fresh: bool,
     pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
                                initargs=(shared,))
     try:
-        futures = {pool.submit(_worker, folder, out, options, fresh): folder
+        futures = {pool.submit(_worker, folder, out, options, fresh, append_only): folder
                    for folder in largest_first}
         pending = set(futures)
         while pending:
@@ -223,8 +249,9 @@ def _count(records: int) -> None:
         _progress_counter.value += records
 
 
-def _worker(folder: Path, out: Path, options: Options, fresh: bool) -> dict[str, Any]:
-    return ingest_dataset(folder, out, options, fresh, _count)
+def _worker(folder: Path, out: Path, options: Options, fresh: bool,
+            append_only: bool) -> dict[str, Any]:
+    return ingest_dataset(folder, out, options, fresh, _count, append_only)
 
 
 class _Counter:

@@ -56,12 +56,18 @@ WORK_FOLDER = ".ingest"
 
 
 def work_folder(out: Path) -> Path:
-    """The output's hidden folder: `state/` (checkpoints), `logs/`, and the lock during a run."""
+    """The output's hidden folder: `state/` (checkpoints), `done/` (what the next run may append
+    to), `logs/`, and the lock during a run."""
     return out / WORK_FOLDER
 
 
 def state_folder(out: Path) -> Path:
     return work_folder(out) / "state"
+
+
+def done_folder(out: Path) -> Path:
+    """Each finished dataset's last checkpoint and duplicate fingerprints, for appending."""
+    return work_folder(out) / "done"
 
 
 def log_folder(out: Path) -> Path:

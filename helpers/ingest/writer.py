@@ -37,8 +37,13 @@ class MemberWriter:
             self._compressor = isal_zlib.compressobj(self.level, isal_zlib.DEFLATED, GZIP_WBITS)
         self._file.write(self._compressor.compress(data))
 
-    def end_member(self) -> int:
-        """Close the open member, make everything durable and return the file's size."""
+    def end_member(self, complete: bool = False) -> int:
+        """Close the open member, make everything durable and return the file's size.
+
+        `complete`: the file is finished; an empty one gets an empty member, so that even a file
+        with no records is valid gzip for every tool."""
+        if complete and self._compressor is None and self._file.tell() == 0:
+            self._compressor = isal_zlib.compressobj(self.level, isal_zlib.DEFLATED, GZIP_WBITS)
         if self._compressor is not None:
             self._file.write(self._compressor.flush())
             self._compressor = None
@@ -47,9 +52,6 @@ class MemberWriter:
         return self._file.tell()
 
     def close(self) -> int:
-        if self._compressor is None and self._file.tell() == 0:
-            # An empty member, so that even a file with no records is valid gzip for every tool.
-            self._compressor = isal_zlib.compressobj(self.level, isal_zlib.DEFLATED, GZIP_WBITS)
-        size = self.end_member()
+        size = self.end_member(complete=True)
         self._file.close()
         return size

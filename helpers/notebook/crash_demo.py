@@ -155,7 +155,7 @@ def _run_to_end(command: list[str]) -> None:
 
 def describe_checkpoint(saved: checkpoint.Checkpoint) -> dict[str, Any]:
     """What a checkpoint vouches for, in words a table can show."""
-    names = [name for name, _, _ in saved.inputs]
+    names = [name for name, *_ in saved.inputs]
     reading = names[saved.file_index] if saved.file_index < len(names) else "(all files done)"
     # A checkpoint inside a file also holds that file's counts so far: only those before it
     # are finished.
