@@ -28,10 +28,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --editable '.[notebooks,test,dev]'
 	touch $@
 
-# The spark and bench extras (pyspark, about 300 MB; DuckDB, Polars) stay out of the default
-# install; `make test` installs them so that the Spark engine and every benchmark peer are tested.
-$(VENV)/.test-extras-$(PYTHON_VERSION): $(STAMP)
-	$(PY) -m pip install -q --editable '.[spark,bench]'
+# The spark, bench and url extras (pyspark, about 300 MB; DuckDB, Polars; fsspec, s3fs, moto)
+# stay out of the default install; `make test` installs them so that the Spark engine, every
+# benchmark peer and reading raw folders from S3 (moto's server on 127.0.0.1) are tested.
+$(VENV)/.test-extras-$(PYTHON_VERSION): $(STAMP) pyproject.toml
+	$(PY) -m pip install -q --editable '.[spark,bench,url]'
 	touch $@
 
 setup: $(STAMP) db ## Create .venv, install the project with its dev extras, build the database

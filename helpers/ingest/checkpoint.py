@@ -20,6 +20,7 @@ import orjson
 from xxhash import xxh3_64
 
 from helpers.fs import write_atomic
+from helpers.ingest.location import open_raw
 
 VERSION = 3  # 3: inputs carry a head-and-tail hash; append checkpoints
 EDGE_BYTES = 64 << 10  # how much of each end of a file the signature hashes
@@ -55,7 +56,7 @@ def input_signature(paths: list[Path]) -> list[list[Any]]:
 
 def edge_hash(path: Path, size: int) -> str:
     digest = xxh3_64()
-    with open(path, "rb") as f:
+    with open_raw(path) as f:
         digest.update(f.read(EDGE_BYTES))
         if size > EDGE_BYTES:
             f.seek(max(EDGE_BYTES, size - EDGE_BYTES))

@@ -37,6 +37,7 @@ from helpers.ingest.folders import (
     output_lock,
     state_folder,
 )
+from helpers.ingest.location import RemotePath, raw_location
 from helpers.ingest.manifest import Manifest, now, package_version, read_manifest, write_manifest
 
 log = logging.getLogger("helpers.ingest.engine")
@@ -65,7 +66,7 @@ def ingest(
     refuses, before any work, to rebuild a dataset whose earlier files changed. The log goes to
     `log_dir`, by default `<out>/.ingest/logs/`.
     """
-    raw, out, options = Path(raw), Path(out), options or Options()
+    raw, out, options = raw_location(raw), Path(out), options or Options()
     folders = dataset_folders(raw, datasets)
     make_output_folder(out)
     with output_lock(out):
@@ -75,7 +76,8 @@ def ingest(
         if append_only:
             _refuse_rebuilds(todo, out, options)
         run = {"started": now(), "engine": "local", "version": package_version(),
-               "raw": os.path.relpath(raw, out), "options": asdict(options),
+               "raw": str(raw) if isinstance(raw, RemotePath) else os.path.relpath(raw, out),
+               "options": asdict(options),
                "ingested": [f.name for f in todo], "up_to_date": sorted(current)}
         kept = {name: entry for name, entry in previous.items()  # other datasets' outputs
                 if name not in {f.name for f in folders} and (out / entry["output"]).exists()}

@@ -24,6 +24,8 @@ from typing import IO, Any
 
 from isal import isal_zlib
 
+from helpers.ingest.location import open_raw
+
 GZIP_WBITS = 16 + isal_zlib.MAX_WBITS
 GZIP_MAGIC = b"\x1f\x8b"
 BLOCK_BYTES = 1 << 18  # 256 KiB: a block of short lines is many small objects
@@ -81,7 +83,7 @@ class GzipStream(io.RawIOBase):
     """
 
     def __init__(self, path: Path) -> None:
-        self._file = open(path, "rb")
+        self._file = open_raw(path)
         self._inflate = isal_zlib.decompressobj(GZIP_WBITS)
         self._member_start = 0
         self._pending = b""
@@ -180,7 +182,7 @@ class Transcoder(io.RawIOBase):
 def open_binary(path: Path, compression: str | None, encoding: str = "utf-8") -> IO[bytes]:
     """The file's bytes, decompressed, and in UTF-8 when the file is UTF-16 or UTF-32."""
     raw: IO[bytes] = (io.BufferedReader(GzipStream(path), buffer_size=1 << 16)
-                      if compression == "gzip" else open(path, "rb"))
+                      if compression == "gzip" else open_raw(path))
     if encoding in TRANSCODED:
         return io.BufferedReader(Transcoder(raw, encoding), buffer_size=1 << 16)
     return raw

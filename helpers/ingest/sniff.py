@@ -27,6 +27,7 @@ from helpers.ingest.lines import (
     decode_block,
     open_binary,
 )
+from helpers.ingest.location import RemotePath, open_raw, raw_location
 from helpers.ingest.records import Assembler, Dialect
 from helpers.ingest.schema import loads_exact, parse_json_int, positional_name
 
@@ -79,9 +80,9 @@ class Format:
         return Dialect(self.delimiter or ",", self.quotechar, self.escapechar, self.comment)
 
 
-def sniff(path: str | Path) -> Format:
+def sniff(path: str | Path | RemotePath) -> Format:
     """Detect the format of one raw file from its first bytes; never raises for its content."""
-    path = Path(path)
+    path = raw_location(path) if isinstance(path, str) else path
     try:
         return _sniff(path)
     except Exception as exc:  # noqa: BLE001 - a file we cannot make out is skipped, and says why
@@ -92,7 +93,7 @@ def _sniff(path: Path) -> Format:
     if NON_DATA_NAMES.match(path.name):
         return Format("unknown", note="hidden or non-data file name")
     try:
-        with open(path, "rb") as raw:
+        with open_raw(path) as raw:
             magic = raw.read(2)
         compression = "gzip" if magic == GZIP_MAGIC else None
         head = _read_head(path, compression, None, SAMPLE_BYTES)
