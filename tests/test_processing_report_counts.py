@@ -1,8 +1,9 @@
 """The processing notebook's tables of a real ingestion agree with the generator's ground truth
-and say so when they do not: the summary and per-file row counts, a read-back of every output that
-catches every line breaking the contract (and a line added to an output), every reject matched to
-an injected fault (and a fault that got through, or a reject nobody injected, shown), and the load
-and reconcile tables. Fixtures are in tests/report_util.py.
+and say so when they do not: a call that finds the outputs up to date beside the run that wrote
+them, the summary and per-file row counts, a read-back of every output that catches every line
+breaking the contract (and a line added to an output), every reject matched to an injected fault
+(and a fault that got through, or a reject nobody injected, shown), and the load and reconcile
+tables. Fixtures are in tests/report_util.py.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pandas as pd
 import pytest
 
 from helpers.chinook.datasets import DATASETS
+from helpers.ingest.engine import ingest
 from helpers.notebook.processing import (
     checks_frame,
     file_rows_frame,
@@ -25,15 +27,40 @@ from helpers.notebook.processing import (
     read_back_frame,
     reconcile_frame,
     rejects_frame,
+    run_frame,
     summary_frame,
 )
 from helpers.warehouse.load import load
+from tests.report_util import CRASH_OPTIONS
 from tests.report_util import faulty_raw as faulty_raw  # a fixture
 from tests.report_util import ingested as ingested  # a fixture
 from tests.report_util import processed_copy as processed_copy  # a fixture
 from tests.report_util import truth as truth  # a fixture
 
-# --- counts --------------------------------------------------------------------------------
+# --- the run -------------------------------------------------------------------------------
+
+
+def test_a_call_that_finds_everything_up_to_date_shows_the_run_that_wrote_the_outputs(
+        faulty_raw, processed_copy):
+    out, manifest = processed_copy
+    again = ingest(faulty_raw, out, options=CRASH_OPTIONS, jobs=1, progress=False, log_dir=None)
+    frame = run_frame(again.run, out)
+    now, recorded = frame.columns
+    assert frame.loc["ingested", now] == "none"
+    assert frame.loc["up to date", now] == ", ".join(sorted(manifest))
+    assert frame.loc["ingested", recorded] == ", ".join(sorted(manifest))
+    assert frame.loc["up to date", recorded] == "none"
+    assert frame.loc["status"].tolist() == ["complete", "complete"]
+    assert frame.loc["same options as this call"].tolist() == [True, True]
+    # The recorded run is the one that wrote the outputs, not this call.
+    assert frame.loc["started", recorded] == manifest.run["started"]
+
+
+def test_a_recorded_run_with_other_options_says_so(processed_copy):
+    out, manifest = processed_copy
+    frame = run_frame({**manifest.run, "options": {"chunk_rows": 1}}, out)
+    assert frame.loc["same options as this call"].tolist() == [True, False]
+
 
 
 def test_summary_agrees_with_the_ground_truth_after_a_real_ingestion(ingested, truth):

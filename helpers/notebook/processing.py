@@ -23,6 +23,7 @@ from helpers.chinook.datasets import DATASETS
 from helpers.errors import InputError
 from helpers.fs import sha256_of
 from helpers.ingest.folders import dataset_folders, list_files
+from helpers.ingest.manifest import read_manifest
 from helpers.ingest.readers import read_chunks
 from helpers.ingest.sniff import DATA_KINDS, Format
 
@@ -132,6 +133,29 @@ def sniff_agrees(fmt: Format, written: dict | None) -> bool | None:
 
 
 # --- after the ingestion -------------------------------------------------------------------
+
+
+def run_frame(run: dict[str, Any], out: str | Path) -> pd.DataFrame:
+    """This call's run beside the one recorded in `<out>/_manifest.json`: when each started and
+    ended, how, what it ingested and what it found up to date.
+
+    A call that finds everything up to date reads nothing and writes nothing, so the recorded
+    run is the one that made the outputs on disk; the table says which run that was.
+    """
+    recorded, _ = read_manifest(Path(out))
+    runs = {"this call": run, "the run that wrote the outputs (_manifest.json)": recorded}
+    fields = {"started": "started", "finished": "finished", "status": "status",
+              "version": "version", "ingested": "ingested", "up_to_date": "up to date"}
+
+    def shown(value: Any) -> Any:
+        if isinstance(value, list):
+            return ", ".join(value) or "none"
+        return "-" if value is None else value
+
+    columns = {label: {**{name: shown(r.get(key)) for key, name in fields.items()},
+                       "same options as this call": r.get("options") == run.get("options")}
+               for label, r in runs.items()}
+    return pd.DataFrame(columns, dtype=object)
 
 
 def summary_frame(manifest: dict[str, Any], truth: dict[str, Any] | None = None) -> pd.DataFrame:
