@@ -49,8 +49,10 @@ process: setup ## Ingest raw_data/ into processed_data/ (resumes after a crash)
 load: setup ## Load processed_data/ into db/sqlite/warehouse.db and reconcile it with Chinook
 	$(PY) -m helpers load --processed processed_data --db db/sqlite/warehouse.db --base $(DB)
 
+# The processing notebook gets the same SCALE, so that it finds `make data` and `make process`
+# done instead of generating and ingesting another scale.
 notebooks: setup ## Run the notebooks with papermill into reports/ (executed copies and HTML)
-	$(PY) -m helpers run-notebooks --reports reports
+	$(PY) -m helpers run-notebooks --reports reports -p scale $(SCALE)
 
 summary: $(STAMP) ## Print the answers and where every output is
 	$(PY) -m helpers summary --processed processed_data --warehouse db/sqlite/warehouse.db --reports reports
