@@ -80,7 +80,8 @@ def ingest(
                "options": asdict(options),
                "ingested": [f.name for f in todo], "up_to_date": sorted(current)}
         kept = {name: entry for name, entry in previous.items()  # other datasets' outputs
-                if name not in {f.name for f in folders} and (out / entry["output"]).exists()}
+                if name not in {f.name for f in folders} and isinstance(entry, dict)
+                and (out / str(entry.get("output", name))).exists()}
         if not todo:  # the file keeps the run that made these outputs
             return Manifest(current, run | {"finished": now(), "status": "complete"})
         with _logging_to(Path(log_dir) if log_dir else log_folder(out)):
@@ -136,9 +137,12 @@ def up_to_date(folders: list[Path], out: Path, options: Options,
         entry = previous.get(folder.name)
         if not isinstance(entry, dict) or entry.get("signature") != signature(folder, options):
             continue
-        written = [(out / entry["output"], entry["bytes"])]
-        if entry["rows_rejected"]:
-            written.append((out / entry["rejects"], None))
+        try:
+            written = [(out / entry["output"], entry["bytes"])]
+            if entry["rows_rejected"]:
+                written.append((out / entry["rejects"], None))
+        except (KeyError, TypeError):  # an entry from another engine or version: read again
+            continue
         if all(p.is_file() and size in (None, p.stat().st_size) for p, size in written):
             current[folder.name] = entry
     return current
