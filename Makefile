@@ -14,7 +14,7 @@ endif
 STAMP  := $(VENV)/.installed-$(PYTHON_VERSION)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup db data process load notebooks summary run test lint bench lab clean
+.PHONY: help setup db data process load notebooks summary run test lint bench lab spark-cluster clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -76,6 +76,9 @@ lint: $(STAMP) ## ruff over the package and the tests
 bench: setup ## Benchmark ingestion against naive, DuckDB, Polars (SCALE=500; SCALE=500,2000)
 	$(PY) -m pip install -q --editable '.[bench,spark]'
 	$(PY) -m benchmarks.bench --scales $(SCALE)
+
+spark-cluster: setup $(VENV)/.test-extras-$(PYTHON_VERSION) ## Start a Spark cluster here (a master, 2 workers) for --engine spark; Ctrl-C stops it
+	$(PY) -m helpers.ingest.spark_cluster --workers 2 --logs logs/spark-cluster
 
 lab: setup ## Open JupyterLab on the project's environment
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (chinook-helpers)"

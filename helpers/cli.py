@@ -119,6 +119,9 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
                         "pipelines that must stop on bad data); the outputs are still written")
     p.add_argument("--engine", choices=["local", "spark"], default="local",
                    help="local processes (default), or Apache Spark (needs the spark extra)")
+    p.add_argument("--split-mb", type=positive, default=128,
+                   help="with --engine spark: uncompressed CSV and JSON Lines files larger than "
+                        "this are read by several tasks")
     p.add_argument("--master", default=None,
                    help="Spark master for --engine spark (default local[2]; under spark-submit, "
                         "its own --master)")
@@ -140,7 +143,7 @@ def _ingest(args: argparse.Namespace) -> int:
         from helpers.ingest.spark import ingest_spark
 
         manifest = ingest_spark(args.raw, args.out, datasets=args.dataset, options=options,
-                                master=args.master)
+                                master=args.master, split_bytes=args.split_mb << 20)
     else:
         manifest = ingest(args.raw, args.out, datasets=args.dataset, options=options,
                           jobs=args.jobs, fresh=args.fresh, progress=not args.no_progress,

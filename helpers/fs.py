@@ -7,8 +7,10 @@ and the directory after it, since the rename is an entry in the directory.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -97,6 +99,26 @@ def _still_linked(lock: FileLock, lock_path: Path) -> bool:
         return os.path.samestat(os.fstat(fd), os.stat(lock_path))
     except OSError:
         return False
+
+
+RENAME_EXCHANGE, AT_FDCWD = 2, -100  # from linux/fs.h and fcntl.h
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux's renameat2); False where the system cannot."""
+    if sys.platform != "linux":
+        return False
+    import ctypes
+
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)  # glibc 2.28+
+    if renameat2 is None:
+        return False
+    if renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):  # a file system without it
+        return False
+    raise OSError(code, os.strerror(code), str(a), None, str(b))
 
 
 def sha256_of(paths: Iterable[str | Path]) -> str:

@@ -2,7 +2,9 @@
 
 One local-mode SparkSession serves the module. Both engines read the same generated messy data
 (every format, faults included) and a small hand-made folder for what the generator never makes:
-new JSON keys half-way through, and a gzip file cut short.
+new JSON keys half-way through, and a gzip file cut short. Last, the output commit, with a
+stand-in for Spark's writer: a crash at any step leaves the previous output or the new one whole,
+and the next run starts from whichever it is.
 """
 
 from __future__ import annotations
@@ -19,10 +21,19 @@ import pytest
 from helpers.chinook.datasets import DATASETS
 from helpers.cli import main
 from helpers.errors import HelpersError
+from helpers.fs import exchange
+from helpers.ingest import spark as spark_module
 from helpers.ingest.dataset_pass import Options
 from helpers.ingest.engine import ingest
-from helpers.ingest.spark import check_java, ingest_spark, java_major, spark_session
+from helpers.ingest.spark import (
+    _write_parts,
+    check_java,
+    ingest_spark,
+    java_major,
+    spark_session,
+)
 from helpers.rawgen.generate import make_raw
+from tests.spark_cluster_util import SHARED_KEYS, local_lines, parts, shared, spark_lines
 
 if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
     pytest.skip("the Spark engine needs Java 17 or newer, and no java was found on PATH or in "
@@ -31,10 +42,6 @@ if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
 
 # pyspark warns about pandas 3 on every mapInArrow, which never touches pandas.
 pytestmark = pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas")
-
-# Manifest keys whose values both engines must agree on.
-SHARED_KEYS = ("rows_read", "rows_written", "rows_rejected", "rows_dropped", "duplicates",
-               "distinct_rows", "blank_lines", "columns", "drifted_columns", "files", "skipped")
 
 
 @pytest.fixture(scope="module")
@@ -106,19 +113,6 @@ def edge_runs(spark, drift_and_damage_raw, tmp_path_factory) -> tuple[dict, dict
     return local, done, local_out, spark_out
 
 
-def parts(folder: Path) -> list[Path]:
-    return sorted(folder.glob("part-*"))
-
-
-def spark_lines(folder: Path) -> list[bytes]:
-    return [line for part in parts(folder) for line in gzip.decompress(part.read_bytes())
-            .splitlines()]
-
-
-def local_lines(path: Path) -> list[bytes]:
-    return gzip.decompress(path.read_bytes()).splitlines()
-
-
 # --- the generated messy data ---------------------------------------------------------------
 
 
@@ -143,7 +137,7 @@ def test_spark_rejects_the_same_records_for_the_same_reasons(dataset, messy_raw,
 @pytest.mark.parametrize("dataset", sorted(DATASETS))
 @pytest.mark.parametrize("key", SHARED_KEYS)
 def test_spark_manifest_counts_match_the_local_engine(dataset, key, local_run, spark_run):
-    assert spark_run[1][dataset][key] == local_run[1][dataset][key]
+    assert shared(spark_run[1][dataset], key) == local_run[1][dataset][key]
 
 
 @pytest.mark.parametrize("dataset", sorted(DATASETS))
@@ -153,7 +147,7 @@ def test_spark_output_is_gzip_parts_with_a_success_marker(dataset, local_run, sp
         assert (folder / "_SUCCESS").is_file()
         assert parts(folder) and all(p.name.endswith(suffix) for p in parts(folder))
         assert {p.name for p in folder.iterdir()} == {"_SUCCESS", *(p.name for p in parts(folder))}
-    assert not [p for p in out.iterdir() if p.name.endswith((".spark-tmp", ".spark-old"))]
+    assert not [p for p in out.iterdir() if p.name.endswith((".spark-new", ".spark-old"))]
     # One part per input file, in file order: the parts end to end are the local engine's file.
     joined = b"".join(p.read_bytes() for p in parts(out / dataset))
     assert gzip.decompress(joined) == gzip.decompress(
@@ -161,7 +155,12 @@ def test_spark_output_is_gzip_parts_with_a_success_marker(dataset, local_run, sp
     entry = manifest[dataset]
     assert entry["bytes"] == len(joined)
     assert len(parts(out / dataset)) == len(entry["files"])
-    assert orjson.loads((out / "_manifest.json").read_bytes()) == manifest
+    assert {f["splits"] for f in entry["files"]} == {1}  # all far below 128 MiB
+    on_disk = orjson.loads((out / "_manifest.json").read_bytes())
+    run = on_disk.pop("_run")
+    assert on_disk == manifest
+    assert run["engine"] == "spark" and run["status"] == "complete"
+    assert entry["output"] == dataset and entry["rejects"] == f"_rejects/{dataset}"
 
 
 def test_drop_mode_writes_each_distinct_line_once(spark, messy_raw, local_run, tmp_path):
@@ -194,7 +193,7 @@ def test_new_json_keys_give_the_same_lines_and_columns_as_the_local_engine(edge_
 def test_edge_cases_count_and_reject_as_the_local_engine(dataset, edge_runs):
     local, done, local_out, spark_out = edge_runs
     for key in SHARED_KEYS:
-        assert done[dataset][key] == local[dataset][key], key
+        assert shared(done[dataset], key) == local[dataset][key], key
     assert Counter(spark_lines(spark_out / "_rejects" / dataset)) == Counter(
         local_lines(local_out / "_rejects" / f"{dataset}.jsonl.gz"))
 
@@ -218,6 +217,15 @@ def test_cli_engine_spark_prints_the_summary_table(spark, drift_and_damage_raw, 
     assert out.splitlines()[0].split()[:3] == ["dataset", "files", "read"]
     assert out.splitlines()[1].split()[:3] == ["events", "5", "9"]
     assert orjson.loads((tmp_path / "_manifest.json").read_bytes())["events"]["engine"] == "spark"
+
+
+def test_a_session_on_another_master_is_refused_while_one_runs(spark):
+    # getOrCreate would return the running local[2] session, and the run would not be where
+    # it was asked to be.
+    with pytest.raises(HelpersError, match="a Spark session on local.2. is already running in "
+                                           "this process, so one on spark://elsewhere:7077"):
+        spark_session("spark://elsewhere:7077")
+    assert spark_session("local[2]") is spark  # the same master: the running session
 
 
 def test_missing_java_is_reported_with_what_to_install(monkeypatch, tmp_path):
@@ -245,3 +253,112 @@ def test_an_old_java_is_refused_by_name(monkeypatch, tmp_path):
 ])
 def test_java_major_reads_the_version_line(text, major):
     assert java_major(text) == major
+
+
+# --- the output commit: the previous output survives any crash ----------------------------
+
+
+class FakeFrame:
+    """Stands for a DataFrame's text writer: writes what Spark's would (a part named .txt.gz,
+    Hadoop's .crc files, _SUCCESS), or dies half-way as a crashed job would."""
+
+    def __init__(self, lines: list[bytes], crash: bool = False) -> None:
+        self.lines, self.crash, self.write = lines, crash, self
+
+    def option(self, key: str, value: str) -> FakeFrame:
+        return self
+
+    def text(self, uri: str) -> None:
+        folder = Path(uri.removeprefix("file://"))
+        folder.mkdir(parents=True)
+        (folder / "part-00000-x.txt.gz").write_bytes(gzip.compress(b"\n".join(self.lines)))
+        (folder / ".part-00000-x.txt.gz.crc").write_bytes(b"crc")
+        if self.crash:
+            raise RuntimeError("the job died")
+        (folder / "_SUCCESS").write_bytes(b"")
+
+
+@pytest.fixture
+def previous(tmp_path) -> Path:
+    """An output folder written once, holding the lines old-1 and old-2."""
+    folder = tmp_path / "out" / "orders"
+    _write_parts(FakeFrame([b"old-1", b"old-2"]), folder, ".json.gz", 1)
+    return folder
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.parent.iterdir() if p.name != folder.name)
+
+
+def test_a_new_output_takes_the_place_of_the_previous_one_whole(previous):
+    paths = _write_parts(FakeFrame([b"new"]), previous, ".json.gz", 1)
+    assert spark_lines(previous) == [b"new"]
+    assert [p.name for p in paths] == ["part-00000-x.json.gz"]
+    assert sorted(p.name for p in previous.iterdir()) == ["_SUCCESS", "part-00000-x.json.gz"]
+    assert leftovers(previous) == []
+
+
+def test_a_crash_while_spark_writes_leaves_the_previous_output_in_place(previous):
+    with pytest.raises(RuntimeError, match="the job died"):
+        _write_parts(FakeFrame([b"new"], crash=True), previous, ".json.gz", 1)
+    assert spark_lines(previous) == [b"old-1", b"old-2"]
+    assert leftovers(previous) == [".orders.spark-new"]  # half written, never swapped in
+    _write_parts(FakeFrame([b"next"]), previous, ".json.gz", 1)
+    assert spark_lines(previous) == [b"next"] and leftovers(previous) == []
+
+
+def crash_on_call(monkeypatch, name: str, call: int) -> None:
+    """Make `spark.<name>` raise on its `call`-th call, as if the process died there."""
+    real, calls = getattr(spark_module, name), []
+
+    def dying(*args):
+        calls.append(args)
+        if len(calls) == call:
+            raise KeyboardInterrupt("killed")
+        return real(*args)
+
+    monkeypatch.setattr(spark_module, name, dying)
+
+
+def test_a_crash_between_the_two_renames_loses_nothing(previous, monkeypatch):
+    """Where the system cannot exchange two folders, the swap takes two renames: a crash
+    between them leaves the previous output aside, and the next run puts it back first."""
+    monkeypatch.setattr(spark_module, "exchange", lambda a, b: False)
+    crash_on_call(monkeypatch, "replace_durably", 2)  # the folder is aside, the new not in
+    with pytest.raises(KeyboardInterrupt):
+        _write_parts(FakeFrame([b"new"]), previous, ".json.gz", 1)
+    assert not previous.exists()
+    assert spark_lines(previous.with_name(".orders.spark-old")) == [b"old-1", b"old-2"]
+    monkeypatch.undo()
+    # The next run crashes too, inside Spark: the previous output is back in place.
+    with pytest.raises(RuntimeError):
+        _write_parts(FakeFrame([b"again"], crash=True), previous, ".json.gz", 1)
+    assert spark_lines(previous) == [b"old-1", b"old-2"]
+    assert leftovers(previous) == [".orders.spark-new"]
+
+
+def test_a_crash_right_after_the_exchange_leaves_the_new_output_complete(previous,
+                                                                        monkeypatch):
+    def exchange_then_die(a: Path, b: Path) -> bool:
+        if not exchange(a, b):
+            pytest.skip("this file system cannot exchange two folders")
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(spark_module, "exchange", exchange_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        _write_parts(FakeFrame([b"new"]), previous, ".json.gz", 1)
+    assert spark_lines(previous) == [b"new"]
+    assert spark_lines(previous.with_name(".orders.spark-new")) == [b"old-1", b"old-2"]
+    monkeypatch.undo()
+    _write_parts(FakeFrame([b"next"]), previous, ".json.gz", 1)
+    assert spark_lines(previous) == [b"next"] and leftovers(previous) == []
+
+
+def test_exchange_swaps_two_folders_in_one_step(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder in (a, b):
+        folder.mkdir()
+        (folder / folder.name).write_text(folder.name)
+    if not exchange(a, b):
+        pytest.skip("this file system cannot exchange two folders")
+    assert [p.name for p in a.iterdir()] == ["b"] and [p.name for p in b.iterdir()] == ["a"]

@@ -8,6 +8,8 @@ from __future__ import annotations
 import gzip
 import pickle
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from helpers.errors import InputError
 from helpers.ingest import location
 from helpers.ingest.engine import ingest
 from helpers.ingest.location import RemotePath, raw_location
+from helpers.ingest.manifest import read_manifest
 from helpers.rawgen.generate import make_raw
 
 pytest.importorskip("s3fs", reason="the url extra (s3fs) is not installed")
@@ -130,3 +133,31 @@ def test_a_protocol_without_its_package_says_what_to_install(monkeypatch):
     with pytest.raises(InputError) as error:
         RemotePath("nosuchprotocol://bucket/raw").is_dir()
     assert "fsspec cannot read nosuchprotocol://" in error.value.message
+
+
+def test_the_spark_engine_reads_a_bucket_as_the_local_engine_reads_the_disk(s3, local_raw,
+                                                                           tmp_path):
+    """In a process of its own, so that its JVM and Python workers start with the endpoint in
+    their environment, as they would on a cluster configured for S3."""
+    from tests.spark_cluster_util import (
+        SHARED_KEYS,
+        local_lines,
+        shared,
+        skip_without_spark,
+        spark_lines,
+    )
+
+    skip_without_spark()
+    url = upload(s3, local_raw, "raw-spark")
+    from_disk = ingest(local_raw, tmp_path / "disk", jobs=1, progress=False)
+    done = subprocess.run([sys.executable, "-m", "helpers", "ingest", "--engine", "spark",
+                           "--master", "local[2]", "--raw", url, "--out", str(tmp_path / "s3"),
+                           "--no-progress"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run, from_s3 = read_manifest(tmp_path / "s3")
+    assert run["engine"] == "spark" and run["raw"] == url
+    for name, entry in from_disk.items():
+        assert spark_lines(tmp_path / "s3" / name) == local_lines(tmp_path / "disk" /
+                                                                  f"{name}.json.gz")
+        for key in SHARED_KEYS:
+            assert shared(from_s3[name], key) == entry[key], (name, key)

@@ -13,7 +13,10 @@ The stages, in the order a byte meets them:
     checkpoint   what is durable, and whether a run may resume from it
     dataset_pass one dataset folder through all of the above
     engine       every folder, in worker processes, and the manifest (`ingest`)
+    location     where raw files live: local paths, or any fsspec URL (`s3://...`)
     spark        the same readers and normalizer as Spark tasks (`ingest --engine spark`)
+    splits       one large file read in several pieces, from line boundaries (for Spark)
+    spark_cluster a Spark standalone cluster on this machine (tests, `make spark-cluster`)
 
 Nothing here imports the warehouse or the notebook rooms.
 """

@@ -89,6 +89,27 @@ def read_chunks(path: Path, fmt: Format, chunk_rows: int, skip: int = 0,
     return readers[fmt.kind](path, fmt, chunk_rows, skip, limits)
 
 
+def read_line_range(f: IO[bytes], fmt: Format, chunk_rows: int, first: int,
+                    limits: Limits = Limits()) -> Iterator[Chunk]:
+    """Chunks of a stretch of a CSV or JSON Lines file (one split of it), whose first line is
+    line index `first` of the file: what `read_chunks` yields for those lines, in other chunks.
+
+    `f` starts at a line's start and ends at one; for CSV no record may span its end."""
+    batches = _line_batches(f, 0, chunk_rows, limits.max_record_bytes, text=fmt.kind == "csv")
+    if fmt.kind == "jsonl":
+        for start, lines, _ in batches:
+            yield _jsonl_chunk(first + start, lines, limits.max_record_bytes)
+        return
+    assembler = Assembler(fmt.dialect, limits.max_record_lines, limits.max_record_bytes)
+    state = {"header": fmt.has_header and first < fmt.data_line}
+    done = first
+    for start, lines, fallbacks in batches:
+        done = first + start + len(lines)
+        yield _csv_chunk(assembler, first + start, lines, fmt, state, False, fallbacks)
+    if assembler.pending:  # a quote open at the stretch's end, which the caller rules out
+        yield _csv_chunk(assembler, done, Lines(), fmt, state, True, 0)
+
+
 def _line_batches(f: IO[bytes], start: int, size: int, max_bytes: int,
                   text: bool = False) -> Iterator[tuple[int, Lines, int]]:
     """(first index, lines, fallback lines) cut where the line index is a multiple of `size`,
