@@ -20,8 +20,10 @@ from typing import Any
 
 import pytest
 
+from helpers.ingest.engine import ingest
 from helpers.ingest.spark import spark_session
 from helpers.ingest.spark_cluster import Cluster, standalone_cluster
+from helpers.rawgen.generate import make_raw
 
 # Manifest keys whose values both engines must agree on.
 SHARED_KEYS = ("rows_read", "rows_written", "rows_rejected", "rows_dropped", "duplicates",
@@ -61,6 +63,21 @@ def session_on(master: str) -> Iterator[Any]:
         yield session
     finally:
         session.stop()
+
+
+# The generated messy data with faults, and the local engine's run of it: what every Spark
+# test compares with.
+@pytest.fixture(scope="module")
+def messy_raw(chinook_db, tmp_path_factory) -> Path:
+    raw = tmp_path_factory.mktemp("messy") / "raw"
+    make_raw(chinook_db, raw, scale=2, faults=True)
+    return raw
+
+
+@pytest.fixture(scope="module")
+def local_run(messy_raw, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("local")
+    return out, ingest(messy_raw, out, progress=False, log_dir=None, jobs=1)
 
 
 def shared(entry: dict, key: str) -> Any:

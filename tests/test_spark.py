@@ -32,8 +32,9 @@ from helpers.ingest.spark import (
     java_major,
     spark_session,
 )
-from helpers.rawgen.generate import make_raw
 from tests.spark_cluster_util import SHARED_KEYS, local_lines, parts, shared, spark_lines
+from tests.spark_cluster_util import local_run as local_run  # a fixture
+from tests.spark_cluster_util import messy_raw as messy_raw  # a fixture
 
 if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
     pytest.skip("the Spark engine needs Java 17 or newer, and no java was found on PATH or in "
@@ -49,19 +50,6 @@ def spark():
     session = spark_session("local[2]")
     yield session
     session.stop()
-
-
-@pytest.fixture(scope="module")
-def messy_raw(chinook_db, tmp_path_factory) -> Path:
-    raw = tmp_path_factory.mktemp("messy") / "raw"
-    make_raw(chinook_db, raw, scale=2, faults=True)
-    return raw
-
-
-@pytest.fixture(scope="module")
-def local_run(messy_raw, tmp_path_factory) -> tuple[Path, dict]:
-    out = tmp_path_factory.mktemp("local")
-    return out, ingest(messy_raw, out, progress=False, log_dir=None, jobs=1)
 
 
 @pytest.fixture(scope="module")

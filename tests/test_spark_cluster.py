@@ -25,9 +25,7 @@ from helpers.chinook.datasets import DATASETS
 from helpers.cli import main
 from helpers.errors import HelpersError
 from helpers.ingest import spark_cluster as cluster_module
-from helpers.ingest.engine import ingest
 from helpers.ingest.spark import ingest_spark
-from helpers.rawgen.generate import make_raw
 from tests.spark_cluster_util import (
     SHARED_KEYS,
     local_lines,
@@ -36,22 +34,11 @@ from tests.spark_cluster_util import (
     skip_without_spark,
     spark_lines,
 )
+from tests.spark_cluster_util import local_run as local_run  # a fixture
+from tests.spark_cluster_util import messy_raw as messy_raw  # a fixture
 from tests.spark_cluster_util import spark_cluster as spark_cluster
 
 pytestmark = pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas")
-
-
-@pytest.fixture(scope="module")
-def messy_raw(chinook_db, tmp_path_factory) -> Path:
-    raw = tmp_path_factory.mktemp("messy") / "raw"
-    make_raw(chinook_db, raw, scale=2, faults=True)
-    return raw
-
-
-@pytest.fixture(scope="module")
-def local_run(messy_raw, tmp_path_factory) -> tuple[Path, dict]:
-    out = tmp_path_factory.mktemp("local")
-    return out, ingest(messy_raw, out, progress=False, log_dir=None, jobs=1)
 
 
 @pytest.fixture(scope="module")
