@@ -46,7 +46,17 @@ class Parser(argparse.ArgumentParser):
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Every option's default in --help, and the example kept as written."""
+    """Every option's default in --help, and the example kept as written.
+
+    A flag (default False), an option without one (None) and a help text that already says its
+    default get no "(default: ...)" of their own."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 COMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None], Handler]] = {}
 
 
@@ -91,7 +101,7 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="processed_data", help="where the .json.gz files go")
     p.add_argument("--dataset", action="append", help="only this subfolder (repeatable)")
     p.add_argument("--dedupe", choices=["count", "drop", "off"], default=d.dedupe,
-                   help="count exact duplicates (default), drop them, or skip hashing")
+                   help="count exact duplicates, drop them, or skip hashing")
     p.add_argument("--dedupe-budget-mb", type=non_negative, default=d.dedupe_budget_mb,
                    help="memory for duplicate fingerprints, about 90 bytes per distinct row")
     p.add_argument("--chunk-rows", type=positive, default=d.chunk_rows,
@@ -118,7 +128,7 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
                    help="exit with status 1 when more than N records were rejected (for "
                         "pipelines that must stop on bad data); the outputs are still written")
     p.add_argument("--engine", choices=["local", "spark"], default="local",
-                   help="local processes (default), or Apache Spark (needs the spark extra)")
+                   help="local processes, or Apache Spark (needs the spark extra)")
     p.add_argument("--split-mb", type=positive, default=128,
                    help="with --engine spark: uncompressed CSV and JSON Lines files larger than "
                         "this are read by several tasks")

@@ -106,5 +106,6 @@ def test_help_shows_every_default(capsys):
         main(["ingest", "--help"])
     out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines anywhere
     for default in ("(default: raw_data)", "(default: 5000)", "(default: 10000)",
-                    "(default: 1048576)", "(default: count)"):
+                    "(default: 1048576)", "(default: count)", "(default: local)"):
         assert default in out
+    assert "(default: None)" not in out and "(default: False)" not in out
