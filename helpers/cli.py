@@ -179,10 +179,12 @@ def _report_ingest(manifest: dict, out: Path, max_rejects: int | None) -> int:
 
 
 def _check_rejects(manifest: dict, max_rejects: int | None) -> int:
+    from helpers.ingest.manifest import records
+
     rejected = sum(e["rows_rejected"] for e in manifest.values())
     if max_rejects is None or rejected <= max_rejects:
         return 0
-    print(f"error: {rejected:,} records were rejected, more than --max-rejects {max_rejects:,}; "
+    print(f"error: {records(rejected)} rejected, more than --max-rejects {max_rejects:,}; "
           "the outputs are written, the reasons are in each dataset's rejects file",
           file=sys.stderr)
     return 1

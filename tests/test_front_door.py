@@ -195,7 +195,7 @@ def test_warnings_follow_the_table_one_line_each(raw, tmp_path, capsys):
     assert lines[-len(warnings):] == warnings  # all of them after the table
     assert "warning: empty: no data files: the output is an empty file" in warnings
     assert any(w.startswith("warning: things: skipped notes.bin: ") for w in warnings)
-    assert (f"warning: tracks: 1 records rejected, with the reason for each in "
+    assert (f"warning: tracks: 1 record rejected, with the reason for each in "
             f"{out / '_rejects' / 'tracks.jsonl.gz'}") in warnings
 
 
@@ -204,7 +204,7 @@ def test_max_rejects_fails_the_run_past_the_limit(raw, tmp_path, capsys, limit, 
     assert main(cli_ingest(raw, tmp_path / "out", "--max-rejects", str(limit))) == status
     err = capsys.readouterr().err
     if status:
-        assert err == ("error: 1 records were rejected, more than --max-rejects 0; the outputs "
+        assert err == ("error: 1 record rejected, more than --max-rejects 0; the outputs "
                        "are written, the reasons are in each dataset's rejects file\n")
     else:
         assert err == ""

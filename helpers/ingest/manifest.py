@@ -72,6 +72,11 @@ def summary_table(manifest: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def records(n: int) -> str:
+    """`1 record`, `2 records`, `1,000 records`."""
+    return f"{n:,} record" + ("" if n == 1 else "s")
+
+
 def warnings(manifest: dict[str, Any], out: Path) -> list[str]:
     """One line per thing a user should look at: skipped files, empty datasets, renamed or
     undeclared columns, damaged files, restarts, and the rejects with where to read them."""
@@ -83,6 +88,6 @@ def warnings(manifest: dict[str, Any], out: Path) -> list[str]:
             lines.append(f"{name}: columns not declared for this dataset, kept after the "
                          f"declared ones: {', '.join(drifted)}")
         if entry["rows_rejected"] and entry.get("rejects"):
-            lines.append(f"{name}: {entry['rows_rejected']:,} records rejected, with the reason "
+            lines.append(f"{name}: {records(entry['rows_rejected'])} rejected, with the reason "
                          f"for each in {out / entry['rejects']}")
     return lines
