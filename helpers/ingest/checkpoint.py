@@ -78,16 +78,19 @@ def read(path: Path) -> Checkpoint | None:
     return Checkpoint(**data)
 
 
+def _changed(before: dict, now: dict) -> list[str]:
+    """The keys whose values differ (or that only one side has), sorted."""
+    return sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+
+
 def why_not_resumable(saved: Checkpoint, inputs: list[list[Any]], options: dict) -> str | None:
     """None when `saved` may be resumed with these inputs and options; else the reason."""
     if saved.options != options:
-        changed = sorted(k for k in options.keys() | saved.options.keys()
-                         if options.get(k) != saved.options.get(k))
+        changed = _changed(saved.options, options)
         return f"options changed since the checkpoint ({', '.join(changed)})"
     if saved.inputs != inputs:
-        before = {name: rest for name, *rest in saved.inputs}
-        now = {name: rest for name, *rest in inputs}
-        changed = sorted(n for n in before.keys() | now.keys() if before.get(n) != now.get(n))
+        changed = _changed({name: rest for name, *rest in saved.inputs},
+                           {name: rest for name, *rest in inputs})
         return f"inputs changed since the checkpoint ({', '.join(changed[:5])})"
     return None
 
@@ -96,9 +99,7 @@ def why_not_appendable(done: Checkpoint, inputs: list[list[Any]], options: dict)
     """None when the files `done` read are all still there, unchanged, first in `inputs` and
     under the same options, so that only the files after them need reading; else the reason."""
     if done.options != options:
-        changed = sorted(k for k in options.keys() | done.options.keys()
-                         if options.get(k) != done.options.get(k))
-        return f"options changed since the last run ({', '.join(changed)})"
+        return f"options changed since the last run ({', '.join(_changed(done.options, options))})"
     now = {name: rest for name, *rest in inputs}
     gone = [name for name, *_ in done.inputs if name not in now]
     if gone:
