@@ -37,8 +37,8 @@ from helpers.ingest.folders import (
     output_lock,
     state_folder,
 )
-from helpers.ingest.location import RemotePath, raw_location
-from helpers.ingest.manifest import Manifest, now, package_version, read_manifest, write_manifest
+from helpers.ingest.location import raw_location
+from helpers.ingest.manifest import Manifest, now, read_manifest, start_run, write_manifest
 
 log = logging.getLogger("helpers.ingest.engine")
 _progress_counter: Any = None  # a shared counter in worker processes
@@ -75,10 +75,8 @@ def ingest(
         todo = [f for f in folders if f.name not in current]
         if append_only:
             _refuse_rebuilds(todo, out, options)
-        run = {"started": now(), "engine": "local", "version": package_version(),
-               "raw": str(raw) if isinstance(raw, RemotePath) else os.path.relpath(raw, out),
-               "options": asdict(options),
-               "ingested": [f.name for f in todo], "up_to_date": sorted(current)}
+        run = start_run("local", raw, out, asdict(options), [f.name for f in todo],
+                        sorted(current))
         kept = {name: entry for name, entry in previous.items()  # other datasets' outputs
                 if name not in {f.name for f in folders} and isinstance(entry, dict)
                 and (out / str(entry.get("output", name))).exists()}

@@ -7,6 +7,7 @@ and version, which datasets it ingested and which were already up to date, and h
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -46,6 +47,16 @@ def read_manifest(out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         return {}, {}
     run = document.pop(RUN, {})
     return run if isinstance(run, dict) else {}, document
+
+
+def start_run(engine: str, raw: Any, out: Path, options: dict[str, Any],
+              ingested: list[str], up_to_date: list[str], **extra: Any) -> dict[str, Any]:
+    """The `_run` section as a run starts; `finished` and `status` are added when it ends.
+
+    A local raw folder is given relative to the output folder, a URL as it is."""
+    where = str(raw) if "://" in str(raw) else os.path.relpath(raw, out)
+    return {"started": now(), "engine": engine, **extra, "version": package_version(),
+            "raw": where, "options": options, "ingested": ingested, "up_to_date": up_to_date}
 
 
 def now() -> str:

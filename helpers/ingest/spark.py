@@ -70,7 +70,7 @@ from helpers.ingest.folders import (
     output_lock,
 )
 from helpers.ingest.location import RemotePath, raw_location
-from helpers.ingest.manifest import now, package_version, write_manifest
+from helpers.ingest.manifest import now, start_run, write_manifest
 from helpers.ingest.normalize import Normalizer
 from helpers.ingest.readers import Damage, Limits, read_chunks, until_damaged
 from helpers.ingest.schema import OutputColumn, Schema, map_header, schema_for
@@ -113,9 +113,8 @@ def ingest_spark(
     session = spark or spark_session(master)
     try:
         with output_lock(out):
-            run = {"started": now(), "engine": "spark", "master": session.sparkContext.master,
-                   "version": package_version(), "raw": str(raw), "options": asdict(options),
-                   "ingested": [f.name for f in folders], "up_to_date": []}
+            run = start_run("spark", raw, out, asdict(options), [f.name for f in folders], [],
+                            master=session.sparkContext.master)
             # One dataset after another: running two side by side (jobs from two threads)
             # was measured no faster in local mode, and doubles what is cached at once.
             manifest = {f.name: ingest_dataset_spark(session, f, out, options, split_bytes)
