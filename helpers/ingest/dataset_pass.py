@@ -129,7 +129,7 @@ def ingest_dataset(folder: Path, out: Path, options: Options = Options(),
     skipped = [{"name": p.name, "why": f.note or f.kind}
                for p, f in files if f.kind not in DATA_KINDS]
     try:
-        run = _Run(paths, data, options, fresh, append_only)
+        run = _Run(paths, data, options, fresh, append_only, inputs["inputs"])
         run.open()
         run.events += [f"skipped {s['name']}: {s['why']}" for s in skipped]
         if not data:
@@ -152,7 +152,8 @@ def plan_dataset(folder: Path, out: Path, options: Options) -> tuple[str, str | 
     """What `ingest_dataset` would do with this folder now (see `_Run.plan`), doing nothing."""
     files = list_files(folder)
     data = [(p, f) for p, f in files if f.kind in DATA_KINDS]
-    return _Run(Paths(out, folder.name), data, options, fresh=False).plan()
+    known = signature(folder, options)["inputs"]
+    return _Run(Paths(out, folder.name), data, options, fresh=False, known=known).plan()
 
 
 def signature(folder: Path, options: Options) -> dict[str, Any]:
@@ -167,7 +168,10 @@ class _Run:
     """One dataset's pass: owns the writers, the fingerprints and the checkpoint."""
 
     def __init__(self, paths: Paths, data: list[tuple[Path, Format]], options: Options,
-                 fresh: bool, append_only: bool = False) -> None:
+                 fresh: bool, append_only: bool = False,
+                 known: list[list[Any]] | None = None) -> None:
+        """`known`: the folder's file signatures already taken (`signature`), so that no file
+        is hashed twice; a file missing from them is signed here."""
         self.paths, self.options = paths, options
         self.events: list[str] = []
         saved = None if fresh else checkpoint.read(paths.checkpoint)
@@ -181,7 +185,9 @@ class _Run:
         for _, fmt in self.data:  # columns known from headers up front, so every row has them
             map_header(fmt.header, self.schema)
         self.fingerprints = Fingerprints(options.dedupe, options.dedupe_budget_mb << 20)
-        signature = checkpoint.input_signature([p for p, _ in self.data])
+        by_name = {row[0]: row for row in known or []}
+        signature = [by_name.get(p.name) or checkpoint.input_signature([p])[0]
+                     for p, _ in self.data]
         self.ckpt = checkpoint.Checkpoint(signature, asdict(options))
         self.ckpt.stats = {"files": [], "rows_written": 0, "rows_rejected": 0,
                            "rows_dropped": 0, "history": [], "run_from": 0}
