@@ -10,6 +10,8 @@ name), and a fixture's own fixtures must be imported too.
 from __future__ import annotations
 
 import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,17 @@ from helpers.rawgen.generate import make_raw
 
 # Small chunks and frequent checkpoints: a run slow enough to be killed between checkpoints.
 CRASH_OPTIONS = Options(chunk_rows=500, checkpoint_rows=500)
+
+
+@pytest.fixture
+def private_tmp(tmp_path, monkeypatch) -> Iterator[Path]:
+    """An empty folder that `tempfile` uses for the test, to see what a demo leaves there."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    tempfile.tempdir = None  # so that tempfile reads TMPDIR again
+    try:
+        yield tmp_path
+    finally:
+        tempfile.tempdir = None
 
 
 @pytest.fixture(scope="module")

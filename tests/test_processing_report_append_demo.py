@@ -5,27 +5,22 @@ clean run's, and the comparison would show a difference if there were one."""
 from __future__ import annotations
 
 import gzip
-import tempfile
 
 from helpers.ingest.dataset_pass import Options
 from helpers.notebook.append_demo import append_demo, compare
+from tests.report_util import private_tmp as private_tmp  # a fixture
 
 
-def test_the_second_run_reads_only_the_new_file_and_matches_a_clean_run(chinook_db, tmp_path,
-                                                                       monkeypatch):
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
-    tempfile.tempdir = None
-    try:
-        demo = append_demo(chinook_db, "playlist_track", Options(chunk_rows=500), scale=2)
-    finally:
-        tempfile.tempdir = None
+def test_the_second_run_reads_only_the_new_file_and_matches_a_clean_run(chinook_db,
+                                                                       private_tmp):
+    demo = append_demo(chinook_db, "playlist_track", Options(chunk_rows=500), scale=2)
     assert demo.read == [demo.added] and demo.added.startswith("playlist_track_export_2")
     assert demo.prefix_kept and demo.first_bytes > 0
     assert list(demo.history["kind"]) == ["full", "append"]
     assert demo.history["files"].iloc[1] == [demo.added]
     assert demo.comparison["equal"].all(), demo.comparison
     assert demo.comparison.loc["duplicates", "appended"] > 0  # the re-export: all duplicates
-    assert list(tmp_path.iterdir()) == []
+    assert list(private_tmp.iterdir()) == []
 
 
 def test_the_comparison_shows_a_different_line(tmp_path):

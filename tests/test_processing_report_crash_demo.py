@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import shutil
-import tempfile
 
 import pytest
 
@@ -26,6 +25,7 @@ from helpers.notebook.crash_demo import (
 from tests.report_util import CRASH_OPTIONS
 from tests.report_util import faulty_raw as faulty_raw  # a fixture
 from tests.report_util import ingested as ingested  # a fixture
+from tests.report_util import private_tmp as private_tmp  # a fixture
 
 # --- crash demo ----------------------------------------------------------------------------
 
@@ -46,20 +46,14 @@ def test_a_killed_run_resumes_to_the_clean_runs_bytes(faulty_raw, ingested, tmp_
     assert frame["equal"].all(), frame
 
 
-def test_the_whole_demo_runs_in_a_temporary_folder_and_leaves_nothing(chinook_db, tmp_path,
-                                                                      monkeypatch):
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
-    tempfile.tempdir = None  # so that tempfile reads TMPDIR again
-    try:
-        demo = crash_demo(chinook_db, "playlist_track", CRASH_OPTIONS, scale=2)
-    finally:
-        tempfile.tempdir = None
+def test_the_whole_demo_runs_in_a_temporary_folder_and_leaves_nothing(chinook_db, private_tmp):
+    demo = crash_demo(chinook_db, "playlist_track", CRASH_OPTIONS, scale=2)
     assert demo.killed_returncode == -9
     assert demo.comparison is not None and demo.comparison["equal"].all(), demo.comparison
     assert demo.comparison.loc["rows written", "clean run"] > 0
     assert demo.resumed["events"][0].startswith("resuming at file ")
-    assert str(tmp_path) not in " ".join(demo.command)
-    assert list(tmp_path.iterdir()) == []  # the scratch folder is gone
+    assert str(private_tmp) not in " ".join(demo.command)
+    assert list(private_tmp.iterdir()) == []  # the scratch folder is gone
 
 
 def test_a_run_that_fails_before_any_checkpoint_says_why(faulty_raw, tmp_path):
