@@ -7,21 +7,26 @@ Each file is opened once for its sample and read once for its records.
 from __future__ import annotations
 
 import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from helpers.errors import HelpersError, InputError
 from helpers.fs import replace_durably, sha256_of
-from helpers.ingest import checkpoint
+from helpers.ingest import checkpoint, native
+from helpers.ingest.blocks import Block, FileSource, block_lines
 from helpers.ingest.dedupe import Fingerprints
 from helpers.ingest.folders import done_folder, list_files, state_folder
 from helpers.ingest.manifest import now, package_version
 from helpers.ingest.normalize import Normalizer, Reject
-from helpers.ingest.readers import Damage, Limits, read_chunks, until_damaged
-from helpers.ingest.schema import OutputColumn, Schema, map_header, schema_for
+from helpers.ingest.readers import Chunk, Damage, Limits
+from helpers.ingest.schema import OutputColumn, Schema, column_names, map_header, schema_for
 from helpers.ingest.sniff import DATA_KINDS, Format
-from helpers.ingest.writer import MemberWriter
+from helpers.ingest.writer import MemberWriter, gzip_member
 
 
 @dataclass(frozen=True)
@@ -111,13 +116,18 @@ class Paths:
 
 def ingest_dataset(folder: Path, out: Path, options: Options = Options(),
                    fresh: bool = False, progress: Any = None,
-                   append_only: bool = False) -> dict[str, Any]:
+                   append_only: bool = False, pool: Executor | None = None,
+                   window: int = 0) -> dict[str, Any]:
     """Ingest one dataset folder; resumes from its checkpoint unless `fresh`.
 
     When the last run finished and its files are all unchanged, only the files added since are
     read, and their records appended to the output as new gzip members (the old bytes stay a
     prefix). Otherwise the dataset starts over and says why, or with `append_only` raises
     `AppendRefused` before touching anything.
+
+    `pool`: threads that turn blocks into lines on the native path, up to `window` blocks ahead
+    of the one being written; without it, this thread does that work too. The output bytes are
+    the same either way.
     """
     started = time.perf_counter()
     inputs = signature(folder, options)  # before reading: a file changed meanwhile is stale
@@ -130,6 +140,7 @@ def ingest_dataset(folder: Path, out: Path, options: Options = Options(),
                for p, f in files if f.kind not in DATA_KINDS]
     try:
         run = _Run(paths, data, options, fresh, append_only, inputs["inputs"])
+        run.pool, run.window = pool, window if pool is not None else 0
         run.open()
         run.events += [f"skipped {s['name']}: {s['why']}" for s in skipped]
         if not data:
@@ -160,8 +171,14 @@ def signature(folder: Path, options: Options) -> dict[str, Any]:
     """What a dataset's output depends on: every file's name, size and mtime, the options and
     the package version. An output made under the same signature is up to date."""
     files = sorted(p for p in folder.iterdir() if p.is_file())
-    return {"inputs": checkpoint.input_signature(files), "options": asdict(options),
+    return {"inputs": checkpoint.input_signature(files), "options": option_record(options),
             "version": package_version()}
+
+
+def option_record(options: Options) -> dict[str, Any]:
+    """The options as checkpoints and the manifest keep them, with the fingerprint function:
+    fingerprints kept by one run are only comparable with another's under the same one."""
+    return asdict(options) | {"fingerprints": native.fingerprint_function()}
 
 
 class _Run:
@@ -188,7 +205,9 @@ class _Run:
         by_name = {row[0]: row for row in known or []}
         signature = [by_name.get(p.name) or checkpoint.input_signature([p])[0]
                      for p, _ in self.data]
-        self.ckpt = checkpoint.Checkpoint(signature, asdict(options))
+        self.ckpt = checkpoint.Checkpoint(signature, option_record(options))
+        self.pool: Executor | None = None
+        self.window = 0
         self.ckpt.stats = {"files": [], "rows_written": 0, "rows_rejected": 0,
                            "rows_dropped": 0, "history": [], "run_from": 0}
         self.saved, self.done_ckpt, self.append_only = saved, done, append_only
@@ -327,37 +346,117 @@ class _Run:
             counts = new_counts(path.name, fmt)
         normalizer = Normalizer(self.schema, fmt, path.name)
         options = self.options
-        chunks = read_chunks(path, fmt, options.chunk_rows, self.ckpt.record, options.limits)
+        source = FileSource(path, fmt, options.chunk_rows,
+                            block_lines(options.chunk_rows, options.checkpoint_chunks),
+                            self.ckpt.record, options.limits)
         every = options.chunk_rows * options.checkpoint_chunks
-        damage: list[Damage] = []
-        for chunk in until_damaged(chunks, damage.append):
-            result = normalizer.chunk(chunk)
-            self._write(result.lines, result.rejects)
-            add_counts(counts, result)
+
+        def done_with(records: int, end: int, resume_at: int) -> None:
             if progress is not None:
-                progress(len(chunk.records))
-            if chunk.batch_end % every == 0:
+                progress(records)
+            if end % every == 0:
                 counts["renamed"] = normalizer.renamed
                 stats["files"].append(counts)
-                self._checkpoint(index, chunk.resume_at)
+                self._checkpoint(index, resume_at)
                 stats["files"].pop()
+
+        # Each unit becomes one gzip member however it was read, so that the output's bytes do
+        # not depend on which blocks the native path took (see `_ahead`).
+        units = self._ahead(source.units(), native_work(fmt, normalizer, options))
+        for unit, native_result in units:
+            if native_result is not None and source.clean:
+                self._write_lines(*native_result)
+                add_native_counts(counts, unit.n)
+                done_with(unit.n, unit.first + unit.n, unit.first + unit.n)
+                continue
+            parts, rows, last = [], 0, None
+            for chunk in source.chunks(unit):
+                lines, records = self._normalize(normalizer, chunk, counts)
+                parts += lines
+                rows, last = rows + len(lines), chunk
+                if progress is not None:
+                    progress(records)
+            self._write_lines(b"".join(line + b"\n" for line in parts), rows)
+            if last is not None:
+                done_with(0, last.batch_end, last.resume_at)
+            if source.exhausted:  # the row-by-row reader reads the rest: a member per chunk
+                units.close()
+                for chunk in source.rest():
+                    lines, records = self._normalize(normalizer, chunk, counts)
+                    self._write_lines(b"".join(line + b"\n" for line in lines), len(lines))
+                    done_with(records, chunk.batch_end, chunk.resume_at)
+                break
+        for chunk in source.finish():
+            lines, _ = self._normalize(normalizer, chunk, counts)
+            self._write_lines(b"".join(line + b"\n" for line in lines), len(lines))
         counts["renamed"] = normalizer.renamed
         self.events += [f"{path.name}: column {new!r} is the field written {old!r}"
                         for new, old in counts["renamed"].items()]
         if counts["fallback_lines"]:
             self.events.append(f"{path.name}: {counts['fallback_lines']:,} lines held bytes "
                                "that are not UTF-8, read as cp1252")
-        for found in damage:
-            self._write([], [add_damage(counts, found)])
-            self.events.append(f"{path.name}: {found.reason}")
+        if source.damage is not None:
+            self._write_rejects([add_damage(counts, source.damage)])
+            self.events.append(f"{path.name}: {source.damage.reason}")
         stats["files"].append(counts)
 
-    def _write(self, lines: list[bytes], rejects: list[Reject]) -> None:
-        kept = self.fingerprints.filter(lines)
-        if kept:
-            self.output_writer.write(b"\n".join(kept) + b"\n")
-        self.ckpt.stats["rows_written"] += len(kept)
-        self.ckpt.stats["rows_dropped"] += len(lines) - len(kept)
+    def _normalize(self, normalizer: Normalizer, chunk: Chunk,
+                   counts: dict[str, Any]) -> tuple[list[bytes], int]:
+        """The chunk's output lines (its rejects are written), and how many records it held."""
+        result = normalizer.chunk(chunk)
+        self._write_rejects(result.rejects)
+        add_counts(counts, result)
+        return result.lines, len(chunk.records)
+
+    def _ahead(self, units: Iterator[Any], work: Callable[[Block, int], Any] | None
+               ) -> Iterator[tuple[Any, Any]]:
+        """Each unit in order with its native result (None where there is none), the work
+        running on the pool up to `window` units ahead of the one returned.
+
+        A result is kept only if the output's columns are still those the work was given: a
+        JSON file's earlier records may add columns while later blocks are under way. Which
+        blocks are native therefore depends on timing, and nothing downstream may depend on it.
+        """
+        def columns() -> int:
+            return len(self.schema.columns)
+
+        if work is None:
+            for unit in units:
+                yield unit, None
+            return
+        pending: deque[tuple[Any, Future | Any, int]] = deque()
+        try:
+            for unit in units:
+                if not isinstance(unit, Block):
+                    result: Any = None
+                elif self.pool is None:
+                    result = work(unit, columns())
+                else:
+                    result = self.pool.submit(work, unit, columns())
+                pending.append((unit, result, columns()))
+                while len(pending) > self.window:
+                    yield _settled(pending.popleft(), columns())
+            while pending:
+                yield _settled(pending.popleft(), columns())
+        finally:
+            for _, result, _ in pending:
+                if isinstance(result, Future):
+                    result.cancel()
+            units.close()
+
+    def _write_lines(self, blob: bytes, n: int, member: bytes | None = None,
+                     hashes: Any = None, unique: list[int] | None = None) -> None:
+        """n output lines (`blob`) as one gzip member, less the duplicates in drop mode;
+        `member`: the blob compressed already, by the worker that made it."""
+        kept, n_kept = self.fingerprints.filter_blob(blob, n, hashes, unique)
+        if n_kept:
+            if member is None or n_kept != n:
+                member = gzip_member(kept, self.options.level)
+            self.output_writer.write_member(member)
+        self.ckpt.stats["rows_written"] += n_kept
+        self.ckpt.stats["rows_dropped"] += n - n_kept
+
+    def _write_rejects(self, rejects: list[Reject]) -> None:
         if rejects:
             self.reject_writer.write(b"".join(r.to_json() + b"\n" for r in rejects))
             self.ckpt.stats["rows_rejected"] += len(rejects)
@@ -438,6 +537,86 @@ def new_counts(name: str, fmt: Format) -> dict[str, Any]:
     return {"name": name, **describe_format(fmt), "rows": 0, "rejected": 0, "blank": 0,
             "comments": 0, "physical_records": 0, "fallback_lines": 0, "renamed": {},
             "damage": None}
+
+
+def _settled(item: tuple[Any, Any, int], columns: int) -> tuple[Any, Any]:
+    unit, result, submitted_with = item
+    if isinstance(result, Future):
+        result = result.result()
+    return unit, result if submitted_with == columns else None
+
+
+def native_work(fmt: Format, normalizer: Normalizer,
+                options: Options) -> Callable[[Block, int], Any] | None:
+    """What turns one block of `fmt` into output lines without the GIL, or None where the
+    native path never applies (JSON streams, escaped quotes, a header in error). The callable
+    gets the number of output columns known when it was submitted, and returns None for a block
+    it cannot vouch for; otherwise the arguments of `_Run._write_lines`: the lines, their count,
+    the lines compressed into a gzip member, their fingerprints and the distinct ones."""
+    columns = tuple(native.Column(c.name, c.kind, c.nullable)
+                    for c in normalizer.schema.columns)
+    if fmt.kind == "csv":
+        header = normalizer.header
+        if header.error is not None or fmt.escapechar is not None:
+            return None
+        spec: Any = native.CsvSpec(fmt.delimiter or ",", fmt.quotechar, len(fmt.header),
+                                   columns, tuple(normalizer._sources()), fmt.comment)
+        encode: Any = native.csv_lines
+    elif fmt.kind == "jsonl":
+        encode = native.jsonl_lines
+    elif fmt.kind == "json_array":
+        encode = native.array_lines
+    else:
+        return None
+    first_record = fmt.data_line if fmt.kind == "csv" else 0
+    dedupe = options.dedupe != "off"
+    limit = options.max_record_bytes
+
+    def work(block: Block, width: int) -> Any:
+        try:
+            return vouched(block, width)
+        except Exception:  # noqa: BLE001 - whatever the native path trips on, the slow one judges
+            return None
+
+    def vouched(block: Block, width: int) -> Any:
+        if block.first < first_record or not native.lines_within(block.data, limit):
+            return None
+        if fmt.kind != "csv":
+            known = tuple(native.Column(c.name, c.kind, c.nullable)
+                          for c in normalizer.schema.columns[:width])
+            rename = partial(key_columns, schema=normalizer.schema, width=width)
+            blob = encode(block.data, block.n, native.JsonSpec(known, rename))
+        else:
+            blob = encode(block.data, block.n, spec)
+        if blob is None:
+            return None
+        hashes = native.fingerprints(blob, block.n) if dedupe else None
+        unique = hashes.unique().to_list() if dedupe and options.dedupe == "count" else None
+        return blob, block.n, gzip_member(blob, options.level), hashes, unique
+
+    return work
+
+
+def key_columns(keys: list[str], schema: Schema, width: int) -> dict[str, str] | None:
+    """The output column of each JSON key, as the normalizer maps every object's keys, when
+    that does not depend on which keys an object has; else None. Reads `schema`, never adds to
+    it (it runs beside the thread that may)."""
+    names, renamed = column_names(list(keys), schema)
+    if renamed or names != [column_names([key], schema)[0][0] for key in keys]:
+        return None
+    out = {}
+    for key, name in zip(keys, names):
+        position = schema.index(name, add=False)
+        if position is None or position >= width:
+            return None
+        out[key] = schema.columns[position].name
+    return out if len(set(out.values())) == len(out) else None
+
+
+def add_native_counts(counts: dict[str, Any], rows: int) -> None:
+    """A block the native path wrote: every line one row."""
+    counts["rows"] += rows
+    counts["physical_records"] += rows
 
 
 def add_counts(counts: dict[str, Any], result: Any) -> None:

@@ -1,7 +1,8 @@
 """Count (or drop) exact duplicate records in bounded memory.
 
-Each output line is reduced to a 64-bit xxh3 fingerprint kept in a Python set: about
-`BYTES_PER_FINGERPRINT` bytes per distinct record (an int object plus its share of the set's
+Each output line is reduced to a 64-bit fingerprint (Polars' hash of the line, taken without the
+GIL: `native.fingerprints`) kept in a Python set: about `BYTES_PER_FINGERPRINT` bytes per distinct
+record (an int object plus its share of the set's
 table). With 2**64 fingerprints, two different records collide with probability about
 n**2 / 2**65: one in 3,000 for 100 million distinct records. Past the memory budget no new
 fingerprints are kept; the run says so and the duplicate count becomes a lower bound.
@@ -15,8 +16,9 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
+from typing import Any
 
-from xxhash import xxh3_64_intdigest
+from helpers.ingest.native import fingerprints
 
 BYTES_PER_FINGERPRINT = 90  # measured: a set of n ints grows by about 70-110 bytes per int
 MODES = ("count", "drop", "off")
@@ -37,15 +39,30 @@ class Fingerprints:
         """Count the duplicates among `lines`; in drop mode return only first occurrences."""
         if self.mode == "off" or not lines:
             return lines
-        hashes = list(map(xxh3_64_intdigest, lines))
+        blob, n = self.filter_blob(b"\n".join(lines) + b"\n", len(lines))
+        return lines if n == len(lines) else blob.split(b"\n")[:n]
+
+    def filter_blob(self, blob: bytes, n: int, hashes: Any = None,
+                    unique: list[int] | None = None) -> tuple[bytes, int]:
+        """The same for `blob`, n lines each ending in a newline: (the lines kept, how many).
+
+        `hashes`: the lines' fingerprints when already taken (`native.fingerprints`, which a
+        worker thread takes without the GIL), `unique` the distinct ones among them."""
+        if self.mode == "off" or n == 0:
+            return blob, n
+        if hashes is None:
+            hashes = fingerprints(blob, n)
         if self.mode == "count" and self.exact:
-            new = set(hashes).difference(self.seen)
+            distinct = unique if unique is not None else hashes.unique().to_list()
+            new = set(distinct).difference(self.seen)
             if len(self.seen) + len(new) <= self.capacity:
                 self.seen.update(new)
                 self._pending.extend(sorted(new))
-                self.duplicates += len(hashes) - len(new)
-                return lines
-        return self._filter_one_by_one(lines, hashes)
+                self.duplicates += n - len(new)
+                return blob, n
+        lines = blob.split(b"\n")[:n]
+        kept = self._filter_one_by_one(lines, hashes.to_list())
+        return (blob, n) if kept is lines else (b"".join(x + b"\n" for x in kept), len(kept))
 
     def _filter_one_by_one(self, lines: list[bytes], hashes: list[int]) -> list[bytes]:
         keep, seen = [], self.seen

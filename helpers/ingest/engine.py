@@ -1,21 +1,17 @@
 """`ingest`: every subfolder of the raw folder into `<out>/<subfolder>.json.gz`, in one pass.
 
-Datasets run in parallel worker processes, one per core, because parsing is CPU-bound and a
-dataset's output depends only on its own files. A lock file keeps two runs off the same output;
+Datasets run one after the other in this process, each on every core: blocks of a dataset's
+files are turned into lines on a pool of threads and written in order by this one (see
+`dataset_pass`). A lock file keeps two runs off the same output;
 `_manifest.json` records what each dataset read, wrote, rejected and counted twice.
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import multiprocessing
 import os
-import signal
-import sys
-import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import asdict
 from datetime import datetime
@@ -23,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from helpers.errors import InputError
+from helpers.ingest import native
 from helpers.ingest.dataset_pass import (
     AppendRefused,
     Options,
@@ -41,8 +38,6 @@ from helpers.ingest.location import raw_location
 from helpers.ingest.manifest import Manifest, now, read_manifest, start_run, write_manifest
 
 log = logging.getLogger("helpers.ingest.engine")
-_progress_counter: Any = None  # a shared counter in worker processes
-PR_SET_PDEATHSIG = 1
 
 
 def ingest(
@@ -165,97 +160,29 @@ def _how_far(run: dict[str, Any], current: dict[str, Any], counter: _Counter) ->
 def _run_all(folders: list[Path], out: Path, options: Options, fresh: bool,
              jobs: int | None, progress: bool, finished: Callable[[str, dict], None],
              counter: _Counter, append_only: bool = False) -> None:
-    """Ingest `folders`, handing each dataset's entry to `finished` as soon as it is done."""
+    """Ingest `folders` one after the other, each on `jobs` threads, handing each dataset's
+    entry to `finished` as soon as it is done.
+
+    Threads, not processes: the native path (Polars) turns blocks into lines without the GIL,
+    so one process holds one copy of every library however many cores it uses, and a folder
+    with a single large dataset uses them all."""
     if jobs is not None and jobs < 1:
         raise InputError(f"jobs must be at least 1, not {jobs}",
                          fix="Leave --jobs out to use every core, or pass a positive number")
-    jobs = min(jobs or os.cpu_count() or 1, len(folders))
+    jobs = jobs or os.cpu_count() or 1
+    native.use_threads(jobs)
     bar = _progress_bar(progress)
     counter.bar = bar
+    pool = ThreadPoolExecutor(jobs, thread_name_prefix="ingest") if jobs > 1 else None
     try:
-        if jobs == 1:
-            for folder in folders:
-                finished(folder.name, ingest_dataset(folder, out, options, fresh, counter.add,
-                                                     append_only))
-        else:
-            _run_parallel(folders, out, options, fresh, jobs, counter, finished, append_only)
+        for folder in folders:
+            finished(folder.name, ingest_dataset(folder, out, options, fresh, counter.add,
+                                                 append_only, pool, window=jobs))
     finally:
         bar.close()
-
-
-def _run_parallel(folders: list[Path], out: Path, options: Options, fresh: bool, jobs: int,
-                  counter: _Counter, finished: Callable[[str, dict], None],
-                  append_only: bool = False) -> None:
-    # spawn, not fork: a notebook kernel has threads, and forking a threaded process can hang.
-    context = multiprocessing.get_context("spawn")
-    shared = context.Value("q", 0)
-    largest_first = sorted(folders, key=lambda f: -sum(p.stat().st_size for p in f.iterdir()))
-    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
-                               initargs=(shared,))
-    try:
-        futures = {pool.submit(_worker, folder, out, options, fresh, append_only): folder
-                   for folder in largest_first}
-        pending = set(futures)
-        while pending:
-            done = {f for f in pending if f.done()}
-            for future in as_completed(done) if done else ():
-                finished(futures[future].name, future.result())
-            pending -= done
-            counter.add(shared.value - counter.value)
-            if pending:
-                time.sleep(0.1)
-    except BaseException:
-        # Ctrl-C, or a fatal error in one dataset: stop the others now rather than let them run
-        # to the end of their datasets. Their checkpoints make the next run resume, and a
-        # worker stopped mid-write is what those checkpoints are made for.
-        _stop_workers(pool)
-        raise
-    pool.shutdown()
-
-
-def _stop_workers(pool: ProcessPoolExecutor) -> None:
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    for process in processes:
-        process.terminate()
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        process.join(timeout=5)
-
-
-def _init_worker(counter: Any) -> None:
-    global _progress_counter
-    _progress_counter = counter
-    # Ctrl-C reaches the whole process group; the main process stops the workers itself, so
-    # they print no traceback of their own.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
-
-
-def _die_with_parent() -> None:
-    """Have the kernel kill this worker when the main process dies, even by SIGKILL.
-
-    Otherwise a killed run leaves its workers writing to the output while the lock is free,
-    and the next run collides with them. Linux only (prctl); elsewhere a no-op.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() == 1:  # the parent died before prctl took effect
-        os._exit(1)
-
-
-def _count(records: int) -> None:
-    with _progress_counter.get_lock():
-        _progress_counter.value += records
-
-
-def _worker(folder: Path, out: Path, options: Options, fresh: bool,
-            append_only: bool) -> dict[str, Any]:
-    return ingest_dataset(folder, out, options, fresh, _count, append_only)
+        if pool is not None:
+            # On Ctrl-C the threads finish the block in hand (milliseconds) and take no other.
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _Counter:

@@ -267,6 +267,14 @@ def _mark_too_long(all_lines: list, lines: Lines, max_line_bytes: int, shift: in
     return Lines(marked, long=True, fallbacks=tuple(i + shift for i in lines.fallbacks))
 
 
+def mark_too_long(lines: Lines, max_line_bytes: int) -> Lines:
+    """`lines` with each line over the limit made a TooLong marker, as `split_lines` yields
+    them (for lines read in one piece elsewhere)."""
+    if not lines or max(map(len, lines)) <= max_line_bytes:
+        return lines
+    return _mark_too_long(list(lines), lines, max_line_bytes, 0)
+
+
 def _head_bytes(line: bytes | str) -> bytes:
     return line[:200] if isinstance(line, bytes) else line[:200].encode("utf-8", "replace")
 

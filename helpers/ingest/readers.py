@@ -74,11 +74,16 @@ def until_damaged(chunks: Iterable[Chunk], on_damage: Callable[[Damage], None]) 
     try:
         yield from chunks
     except Exception as exc:  # noqa: BLE001 - no file's content may stop the run
-        found = exc if isinstance(exc, DamagedInput) else _damage(exc, -1)  # line unknown: 0
-        line, offset = found.line, found.offset
-        where = f"line {line}" + (f" (byte {offset:,} of the file)" if offset is not None else "")
-        on_damage(Damage(line, offset, f"the file could not be read past {where}: "
-                                       f"{found.reason}; the records before it were kept"))
+        on_damage(describe_damage(exc))
+
+
+def describe_damage(exc: Exception, lines_read: int = -1) -> Damage:
+    """What a reader's error means for its file: where reading stopped (line 0: unknown)."""
+    found = exc if isinstance(exc, DamagedInput) else _damage(exc, lines_read)
+    line, offset = found.line, found.offset
+    where = f"line {line}" + (f" (byte {offset:,} of the file)" if offset is not None else "")
+    return Damage(line, offset, f"the file could not be read past {where}: "
+                                f"{found.reason}; the records before it were kept")
 
 
 def read_chunks(path: Path, fmt: Format, chunk_rows: int, skip: int = 0,
@@ -169,6 +174,30 @@ def read_csv(path: Path, fmt: Format, chunk_rows: int, skip: int = 0,
             raise _damage(exc, end) from exc
         if assembler.pending:
             yield _csv_chunk(assembler, end, Lines(), fmt, state, True, 0)
+
+
+class CsvFeed:
+    """A CSV file's records from its lines, fed in file order: `read_csv`'s loop, for callers
+    that read the lines themselves (see `blocks.FileSource`)."""
+
+    def __init__(self, fmt: Format, limits: Limits, skip: int) -> None:
+        self.fmt = fmt
+        self.assembler = Assembler(fmt.dialect, limits.max_record_lines, limits.max_record_bytes)
+        self.state = {"header": fmt.has_header and skip < fmt.data_line}
+
+    @property
+    def clean(self) -> bool:
+        """No record is open and the header is behind: the next line starts a record."""
+        return not self.assembler.pending and not self.state["header"]
+
+    def feed(self, first: int, lines: Lines, fallbacks: int) -> Chunk:
+        return _csv_chunk(self.assembler, first, lines, self.fmt, self.state, False, fallbacks)
+
+    def finish(self, end: int) -> Chunk | None:
+        """The record still open at the end of the file (or of what could be read), if any."""
+        if not self.assembler.pending:
+            return None
+        return _csv_chunk(self.assembler, end, Lines(), self.fmt, self.state, True, 0)
 
 
 def _damage(exc: Exception, lines_read: int) -> DamagedInput:

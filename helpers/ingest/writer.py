@@ -3,8 +3,9 @@
 A gzip file may hold several members back to back and every reader decompresses them as one
 stream. Closing a member at each checkpoint makes the file's durable prefix a valid gzip file, so
 after a crash we cut the `.part` back to the last checkpoint's size and carry on appending. The
-members end at boundaries the input fixes (file ends, every N records), never at times, so a
-resumed run writes the same bytes as a run that was never interrupted.
+members end at boundaries the input fixes (a block of lines, a file's end, a checkpoint), never
+at times or at the number of threads, so a resumed run writes the same bytes as a run that was
+never interrupted, whatever `--jobs` says.
 """
 
 from __future__ import annotations
@@ -37,6 +38,14 @@ class MemberWriter:
             self._compressor = isal_zlib.compressobj(self.level, isal_zlib.DEFLATED, GZIP_WBITS)
         self._file.write(self._compressor.compress(data))
 
+    def write_member(self, member: bytes) -> None:
+        """Append a whole gzip member (`gzip_member`), compressed elsewhere: in a worker thread,
+        whose compression is thereby off the writing thread."""
+        if self._compressor is not None:  # the open member ends first, to keep the order
+            self._file.write(self._compressor.flush())
+            self._compressor = None
+        self._file.write(member)
+
     def end_member(self, complete: bool = False) -> int:
         """Close the open member, make everything durable and return the file's size.
 
@@ -55,3 +64,12 @@ class MemberWriter:
         size = self.end_member(complete=True)
         self._file.close()
         return size
+
+
+def gzip_member(data: bytes, level: int = 1) -> bytes:
+    """`data` as one complete gzip member (the same header and trailer `MemberWriter` writes);
+    isal releases the GIL while it compresses."""
+    if not data:
+        return b""
+    compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, GZIP_WBITS)
+    return compressor.compress(data) + compressor.flush()

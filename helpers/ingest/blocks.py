@@ -1,0 +1,376 @@
+r"""A raw file as units of work in file order: blocks of whole lines in bytes, for the native path,
+and the row-by-row reader's chunks for whatever the native path cannot take.
+
+`FileSource.units()` reads; it runs in the one thread that writes, and stays cheap (reads, counts
+of line endings). A `Block` holds lines [first, first + n) of the file exactly as
+`lines.split_lines` counts them: that holds while no lone `\r` ends a line and no line is over the
+limit, which the source checks as it reads; from the first block where either happens, the rest of
+the file comes from `split_lines` itself (`Batch`es). Blocks end where the line index is a
+multiple of the block size, itself a multiple of `chunk_rows` and a divisor of the checkpoint
+interval, so checkpoints fall on the same lines as with the row-by-row reader alone.
+
+`FileSource.chunks(unit)` turns any unit into the row-by-row reader's chunks, in order, through
+the same CSV assembler for the whole file: what the normalizer reads when the native path did not
+vouch for a block.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from helpers.ingest.lines import (
+    FALLBACK_ERRORS,
+    Lines,
+    decode_block,
+    mark_too_long,
+    open_binary,
+    split_lines,
+)
+from helpers.ingest.native import ITEM_BOUNDARY
+from helpers.ingest.readers import (
+    READ_ERRORS,
+    Chunk,
+    CsvFeed,
+    Damage,
+    Limits,
+    _array_items,
+    _jsonl_chunk,
+    _line_batches,
+    describe_damage,
+    read_chunks,
+)
+from helpers.ingest.sniff import Format
+
+READ_BYTES = 1 << 20
+NATIVE_LINES = 20_000  # lines per block at most: Polars' cost per call is paid per block
+BLOCK_BYTES = 4 << 20  # and about this many bytes, to bound the memory of blocks in flight
+JSON_SPACE = b" \t\r\n"
+
+
+@dataclass
+class Block:
+    first: int  # index of the block's first line in the file, from 0
+    data: bytes  # exactly lines [first, first + n), each with its ending
+    n: int
+
+
+@dataclass
+class ArrayBlock(Block):
+    """Items [first, first + n) of a JSON array of objects: `data` runs from the first item's
+    `{` to the last one's `}`, cut where `}`, a comma and `{` meet (with JSON's whitespace
+    between), which is between two items unless a string holds that text; the native path and
+    the fallback both find out when it does."""
+
+    line: int = 1  # the physical line where the first item starts
+
+
+@dataclass
+class Batch:
+    """Lines from `split_lines`, where the source stopped making blocks."""
+
+    first: int
+    lines: Lines
+    fallbacks: int
+
+
+@dataclass
+class Stop:
+    """Reading stopped at damage; every complete line before it was handed over already."""
+
+    damage: Damage
+
+
+def block_lines(chunk_rows: int, checkpoint_chunks: int) -> int:
+    """Lines per block: `chunk_rows` times the largest divisor of `checkpoint_chunks` that keeps
+    a block within NATIVE_LINES (so a checkpoint always falls between blocks)."""
+    best = 1
+    for k in range(1, checkpoint_chunks + 1):
+        if checkpoint_chunks % k == 0 and chunk_rows * k <= NATIVE_LINES:
+            best = k
+    return chunk_rows * best
+
+
+class FileSource:
+    """One file's units and, for any of them, the row-by-row chunks; see the module's doc."""
+
+    def __init__(self, path: Path, fmt: Format, chunk_rows: int, block: int, skip: int,
+                 limits: Limits) -> None:
+        self.path, self.fmt, self.chunk_rows, self.block = path, fmt, chunk_rows, block
+        self.skip, self.limits = skip, limits
+        self.feed = CsvFeed(fmt, limits, skip) if fmt.kind == "csv" else None
+        self.end = skip  # the line after the last one handed over
+        self.damage: Damage | None = None
+        self.exhausted = False  # the row-by-row reader takes the rest of the file over
+        self.rest_from = 0
+        self.first_record = fmt.data_line if fmt.kind == "csv" else 0
+
+    @property
+    def lines_based(self) -> bool:
+        return self.fmt.kind in ("csv", "jsonl")
+
+    @property
+    def clean(self) -> bool:
+        """No record is open across the next unit's start (a quoted value with line breaks)."""
+        return self.feed is None or self.feed.clean
+
+    def units(self) -> Iterator[Block | Batch | Chunk | Stop]:
+        if self.fmt.kind == "json_array" and self.skip == 0:
+            yield from self._array_units()
+            return
+        if not self.lines_based:  # JSON streams, a resumed array: the row-by-row reader's chunks
+            try:
+                yield from read_chunks(self.path, self.fmt, self.chunk_rows, self.skip,
+                                       self.limits)
+            except Exception as exc:  # noqa: BLE001 - no file's content may stop the run
+                yield Stop(describe_damage(exc))
+            return
+        switch = self.skip
+        try:
+            with open_binary(self.path, self.fmt.compression, self.fmt.encoding) as f:
+                switch = yield from self._blocks(f)
+            if switch is not None:
+                with open_binary(self.path, self.fmt.compression, self.fmt.encoding) as f:
+                    for first, lines, fallbacks in _line_batches(
+                            f, switch, self.chunk_rows, self.limits.max_record_bytes,
+                            text=self.fmt.kind == "csv"):
+                        self.end = first + len(lines)
+                        yield Batch(first, lines, fallbacks)
+        except READ_ERRORS as exc:
+            yield Stop(describe_damage(exc, self.end))
+        except Exception as exc:  # noqa: BLE001 - no file's content may stop the run
+            yield Stop(describe_damage(exc))
+
+    def _blocks(self, f: Any) -> Iterator[Block]:
+        """Blocks from the file's start (skipping `skip` lines); returns the line index from which
+        `split_lines` must take over, or None at the end of the file."""
+        read = getattr(f, "read1", f.read)
+        buf, index, started = b"", 0, False
+        while True:
+            try:
+                data = read(READ_BYTES)
+            except READ_ERRORS:
+                if index >= self.skip:  # the complete lines before the damage are records
+                    yield from self._complete_blocks(buf[:buf.rfind(b"\n") + 1], index)
+                raise
+            if not started:
+                data, started = data.removeprefix(codecs.BOM_UTF8), True
+            eof = not data
+            if not eof:
+                checked = max(len(buf) - 1, 0)  # a \r that ended the buffer may be half of \r\n
+                buf += data
+                if _lone_cr(buf, checked, eof):
+                    return max(index, self.skip)
+            elif buf.endswith(b"\r"):
+                return max(index, self.skip)
+            complete = buf.count(b"\n")
+            while index < self.skip and complete:  # resuming: drop the lines read before
+                drop = min(complete, self.skip - index)
+                cut = _nth_newline(buf, drop, complete) + 1
+                buf, index, complete = buf[cut:], index + drop, complete - drop
+            if index < self.skip:
+                if eof:
+                    return None
+                if len(buf) > self.limits.max_record_bytes:
+                    return self.skip
+                continue
+            while complete and (complete >= self._room(index) or eof
+                                or buf.rfind(b"\n") >= BLOCK_BYTES):
+                # As many lines as fit in BLOCK_BYTES (at least one), up to the block boundary:
+                # fixed by the content from the block's start, so a resumed run cuts the same.
+                n = min(complete, self._room(index), max(1, buf.count(b"\n", 0, BLOCK_BYTES)))
+                cut = _nth_newline(buf, n, complete) + 1
+                yield self._block(index, buf[:cut], n)
+                buf, index, complete = buf[cut:], index + n, complete - n
+            if eof:
+                if buf:  # a last line with no line ending
+                    if len(buf) > self.limits.max_record_bytes:
+                        return index
+                    yield self._block(index, buf, 1)
+                return None
+            if len(buf) - (buf.rfind(b"\n") + 1) > self.limits.max_record_bytes:
+                return index  # a line over the limit is under way: split_lines skips it
+
+    def _room(self, index: int) -> int:
+        """How many lines the block starting at line `index` takes: to the next multiple of the
+        block size, or for a CSV file to its first record, so that the header and whatever
+        precedes it make a block of their own and the blocks after can all be native."""
+        room = self.block - index % self.block
+        if index < self.first_record:
+            room = min(room, self.first_record - index)
+        return room
+
+    def _block(self, first: int, data: bytes, n: int) -> Block:
+        self.end = first + n
+        return Block(first, data, n)
+
+    def _complete_blocks(self, buf: bytes, index: int) -> Iterator[Block]:
+        """Blocks of `buf`'s complete lines, still cut at the block boundaries."""
+        complete = buf.count(b"\n")
+        while complete:
+            n = min(complete, self._room(index))
+            cut = _nth_newline(buf, n, complete) + 1
+            yield self._block(index, buf[:cut], n)
+            buf, index, complete = buf[cut:], index + n, complete - n
+
+    def _array_units(self) -> Iterator[Block | Chunk | Stop]:
+        """ArrayBlocks, and the row-by-row reader's chunks from the first item they cannot be
+        cut at (an array that is not of objects, an item over the limit, a malformed end)."""
+        try:
+            with open_binary(self.path, self.fmt.compression, self.fmt.encoding) as f:
+                switch = yield from self._array_blocks(f)
+        except Exception as exc:  # noqa: BLE001 - no file's content may stop the run
+            yield Stop(describe_damage(exc, self.end))
+            return
+        if switch is not None:
+            yield from self._rest_by_rows(switch)
+
+    def _array_blocks(self, f: Any) -> Iterator[ArrayBlock]:
+        read = getattr(f, "read1", f.read)
+        buf = read(READ_BYTES).removeprefix(codecs.BOM_UTF8)
+        start = len(buf) - len(buf.lstrip(JSON_SPACE))
+        if buf[start:start + 1] != b"[":
+            return 0
+        item = start + 1 + len(buf[start + 1:]) - len(buf[start + 1:].lstrip(JSON_SPACE))
+        if buf[item:item + 1] != b"{":
+            return 0
+        line = 1 + buf.count(b"\n", 0, item)
+        index, found, scan, eof = 0, 0, item, False  # found: cuts after `item`, up to `scan`
+        while True:
+            need = self.block - index % self.block
+            full = False
+            for match in ITEM_BOUNDARY.finditer(buf, scan):
+                if found and match.start() - item >= BLOCK_BYTES:
+                    full = True  # as many items as fit in BLOCK_BYTES, as for lines
+                    break
+                found, scan, stop = found + 1, match.end() - 1, match.start() + 1
+                if found == need:
+                    break
+            if found == need or full:
+                need = found
+                yield self._array_block(index, buf[item:stop], need, line)
+                line += buf.count(b"\n", item, scan)
+                index, item, found = index + need, scan, 0
+                continue
+            if eof:
+                tail = buf[item:].rstrip(JSON_SPACE)
+                body = tail[:-1].rstrip(JSON_SPACE)
+                if not tail.endswith(b"]") or not body.endswith(b"}"):
+                    return index
+                yield self._array_block(index, body, found + 1, line)
+                return None
+            if len(buf) - scan > self.limits.max_record_bytes:
+                return index  # an item over the limit: the row-by-row reader rejects it
+            more = read(READ_BYTES)
+            eof = not more
+            buf = buf[item:] + more
+            scan, item = scan - item, 0
+
+    def _array_block(self, first: int, data: bytes, n: int, line: int) -> ArrayBlock:
+        self.end = first + n
+        return ArrayBlock(first, data, n, line)
+
+    def _rest_by_rows(self, first: int) -> Iterator[Chunk | Stop]:
+        """The row-by-row reader's chunks from item `first` to the end of the file."""
+        try:
+            yield from read_chunks(self.path, self.fmt, self.chunk_rows, first, self.limits)
+        except Exception as exc:  # noqa: BLE001 - no file's content may stop the run
+            yield Stop(describe_damage(exc))
+
+    def _array_chunks(self, unit: ArrayBlock) -> Iterator[Chunk]:
+        """The items of `unit` as the row-by-row reader reads them; when the block was not cut
+        between items after all, that reader takes the rest of the file over."""
+        text = "[" + unit.data.decode("utf-8", FALLBACK_ERRORS) + "]"
+        items = list(_array_items(io.StringIO(text), self.limits.max_record_bytes))
+        if len(items) != unit.n or any(getattr(x, "reason", "").endswith(
+                "cannot be read") for _, x in items):
+            self.exhausted, self.rest_from = True, unit.first  # see `rest`
+            return
+        for start, stop in _aligned(unit.first, unit.n, self.chunk_rows):
+            part = items[start:stop]
+            lines = [unit.line + at - 1 for at, _ in part]
+            end = unit.first + start + len(part)
+            yield Chunk([x for _, x in part], lines[0], lines, end, end)
+
+    def rest(self) -> Iterator[Chunk]:
+        """Once `exhausted`: the row-by-row reader's chunks from the block it could not take, to
+        the end of the file (the units read ahead of it are dropped)."""
+        for unit in self._rest_by_rows(self.rest_from):
+            yield from self.chunks(unit)
+
+    def chunks(self, unit: Block | Batch | Chunk | Stop) -> Iterator[Chunk]:
+        """The row-by-row reader's chunks for `unit`, in order."""
+        if isinstance(unit, ArrayBlock):
+            yield from self._array_chunks(unit)
+            return
+        if isinstance(unit, Chunk):
+            yield unit
+            return
+        if isinstance(unit, Stop):
+            final = self.feed.finish(self.end) if self.feed is not None else None
+            if final is not None:
+                yield final
+            self.damage = unit.damage
+            return
+        if isinstance(unit, Batch):
+            yield self._chunk(unit.first, unit.lines, unit.fallbacks)
+            return
+        lines = decode_block(unit.data) if self.fmt.kind == "csv" else \
+            Lines(unit.data.splitlines(keepends=True))
+        if len(unit.data) > self.limits.max_record_bytes:  # as split_lines marks them
+            lines = mark_too_long(lines, self.limits.max_record_bytes)
+        fallbacks = list(lines.fallbacks)
+        for start, stop in _aligned(unit.first, len(lines), self.chunk_rows):
+            below = sum(1 for i in fallbacks if start <= i < stop)
+            yield self._chunk(unit.first + start, Lines(lines[start:stop]), below)
+
+    def finish(self) -> Iterator[Chunk]:
+        """What is left at the end of the file: a record still open."""
+        final = self.feed.finish(self.end) if self.feed is not None else None
+        if final is not None:
+            yield final
+
+    def _chunk(self, first: int, lines: Lines, fallbacks: int) -> Chunk:
+        if self.feed is not None:
+            return self.feed.feed(first, lines, fallbacks)
+        return _jsonl_chunk(first, lines, self.limits.max_record_bytes)
+
+
+def _aligned(first: int, n: int, size: int) -> list[tuple[int, int]]:
+    """(start, stop) offsets into n lines starting at line `first`, cut where the line index is
+    a multiple of `size`, as the row-by-row reader cuts its chunks."""
+    cuts = [0] + [i for i in range(-first % size or size, n, size)] + [n]
+    return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+
+
+def _lone_cr(buf: bytes, start: int, eof: bool) -> bool:
+    """Whether a \\r not followed by \\n appears in buf[start:] (a last \\r may be half of one)."""
+    end = len(buf) if eof or not buf.endswith(b"\r") else len(buf) - 1
+    if buf.find(b"\r", start, end) < 0:
+        return False
+    return buf.count(b"\r", start, end) != buf.count(b"\r\n", start, end + 1)
+
+
+def _nth_newline(buf: bytes, n: int, total: int) -> int:
+    """The offset of the n-th newline in `buf`, which holds `total` of them (n <= total)."""
+    if n == total:
+        return buf.rfind(b"\n")
+    width = len(buf) / total  # lines are near their average length: guess, then correct
+    pos = min(len(buf), int(n * width))
+    seen = buf.count(b"\n", 0, pos)
+    while seen < n:
+        step = min(len(buf), pos + max(1, int((n - seen) * width)))
+        seen += buf.count(b"\n", pos, step)
+        pos = step
+    while True:
+        last = buf.rfind(b"\n", 0, pos)
+        if seen == n:
+            return last
+        seen, pos = seen - 1, last
+
+
+__all__ = ["Batch", "Block", "FileSource", "Stop", "block_lines", "split_lines"]

@@ -1,0 +1,333 @@
+"""Whole blocks of CSV or JSON Lines to output lines in compiled code (Polars), off the GIL.
+
+The row-by-row normalizer stays the judge. A block is turned into lines here only when checks
+made on the block itself vouch that the normalizer would write the same bytes: every line one
+record, every field where the CSV module would put it, every value already in the form the
+normalizer's strict fast path accepts (integers without signs or leading zeros, plain decimals,
+text that is not empty), every JSON key a known column, once per line. Anything else returns
+None and the block goes through the normalizer, which rejects what must be rejected and says why.
+`tests/test_native.py` holds the two paths to the same bytes, on hand-written blocks and on
+hypothesis-made ones.
+
+Polars runs its work without holding the GIL, so several blocks of one dataset are turned into
+lines at once on as many threads as `--jobs` allows; `use_threads` sizes Polars' own pool to
+match before it is first imported.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+INT = r"(?:0|-?[1-9][0-9]{0,17})"  # at most 18 digits: always inside the 64-bit range
+NUM = r"(?:-?(?:0|[1-9][0-9]{0,14})(?:\.[0-9]{1,15})?)"
+KINDS = ("integer", "number", "text")
+ITEM_BOUNDARY = re.compile(rb"\}[ \t\r\n]*,[ \t\r\n]*\{")  # between two objects of an array
+LINES_SEPARATOR = b"\x01"  # never in a JSON line (it must be escaped) nor, checked, in a block
+
+
+def use_threads(jobs: int) -> None:
+    """Size Polars' thread pool to `jobs` (the environment variable it reads once, on import)."""
+    if "polars" not in sys.modules:
+        os.environ.setdefault("POLARS_MAX_THREADS", str(max(1, jobs)))
+
+
+def _pl() -> Any:
+    import polars
+
+    return polars
+
+
+def fingerprint_function() -> str:
+    """Names the hash behind duplicate fingerprints: a kept set is only valid under the same one
+    (Polars promises a stable hash within one version only)."""
+    return f"polars-{_pl().__version__}-hash-seed-0"
+
+
+def fingerprints(blob: bytes, n: int) -> Any:
+    """One 64-bit fingerprint per line of `blob` (n lines, each ending in a newline), as a
+    Polars UInt64 Series, hashed without the GIL."""
+    pl = _pl()
+    if n == 0:
+        return pl.Series("l", [], dtype=pl.UInt64)
+    lines = _lines(blob) if LINES_SEPARATOR not in blob else None
+    if lines is None or lines.len() != n:  # a separator or an empty line: split in Python
+        lines = pl.Series("l", blob.decode("utf-8", "surrogateescape").split("\n")[:n])
+    return lines.hash(seed=0)
+
+
+def _lines(blob: bytes) -> Any:
+    """`blob`'s lines as a String Series, read as a one-column CSV file that has no quotes."""
+    pl = _pl()
+    return pl.read_csv(blob, has_header=False, separator=LINES_SEPARATOR.decode(),
+                       quote_char=None, schema={"l": pl.String}, raise_if_empty=False).to_series()
+
+
+def lines_within(block: bytes, limit: int) -> bool:
+    """Whether no line of `block` is over `limit` bytes with its ending: a longer one is
+    rejected by the normalizer's reader without being read."""
+    if len(block) <= limit:
+        return True
+    if LINES_SEPARATOR in block:
+        return False
+    return bool(_lines(block).str.len_bytes().max() + 1 <= limit)
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str  # integer, number, text
+    nullable: bool
+
+
+@dataclass(frozen=True)
+class CsvSpec:
+    """What the native path needs to know of a CSV file and of the output."""
+
+    delimiter: str
+    quotechar: str | None
+    width: int  # fields per record
+    columns: tuple[Column, ...]
+    sources: tuple[int | None, ...]  # per output column, the field that feeds it
+    comment: str | None = None  # lines starting with it are comments, not records
+
+
+@dataclass(frozen=True)
+class JsonSpec:
+    columns: tuple[Column, ...]
+    # The output column of each key as written, or None when the normalizer must decide how
+    # keys map (collisions, names that map one way alone and another beside others).
+    rename: Callable[[list[str]], dict[str, str] | None] | None = None
+
+
+def csv_lines(block: bytes, n: int, spec: CsvSpec) -> bytes | None:
+    """`block`'s n lines of CSV records as output lines, or None when the normalizer must
+    decide. Never raises."""
+    try:
+        return _csv_lines(block, n, spec)
+    except Exception:  # noqa: BLE001 - whatever Polars objects to, the normalizer judges
+        return None
+
+
+def jsonl_lines(block: bytes, n: int, spec: JsonSpec) -> bytes | None:
+    """`block`'s n JSON Lines as output lines, or None when the normalizer must decide."""
+    try:
+        return _jsonl_lines(block, n, spec)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def array_lines(block: bytes, n: int, spec: JsonSpec) -> bytes | None:
+    """n objects of a JSON array, `block` running from the first one's `{` to the last one's
+    `}`, as output lines; None when the normalizer must decide."""
+    try:
+        return _array_lines(block, n, spec)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _array_lines(block: bytes, n: int, spec: JsonSpec) -> bytes | None:
+    """The objects made JSON Lines, then read as such.
+
+    Line breaks become tabs: JSON whitespace between tokens, and inside a string a raw control
+    character that Polars refuses, as the normalizer's reader refuses the line break there. Then
+    the text between two items (as the block's first two are separated) becomes a line break:
+    an item cut inside a string, or separated otherwise, leaves a line that does not parse."""
+    flat = block.replace(b"\r", b"\t").replace(b"\n", b"\t")
+    between = ITEM_BOUNDARY.search(block)
+    if between is not None:
+        gap = between.group().replace(b"\r", b"\t").replace(b"\n", b"\t")
+        flat = flat.replace(gap, b"}\n{")
+    return _jsonl_lines(flat + b"\n", n, spec)
+
+
+def _plain_lines(block: bytes) -> bytes | None:
+    """The block with \\r\\n made \\n; None when it holds a lone \\r or the byte that `_lines`
+    splits on."""
+    if b"\r" in block:
+        block = block.replace(b"\r\n", b"\n")
+        if b"\r" in block:
+            return None
+    if not block or LINES_SEPARATOR in block:
+        return None
+    return block
+
+
+def _csv_lines(block: bytes, n: int, spec: CsvSpec) -> bytes | None:
+    pl = _pl()
+    if any(c.kind not in KINDS for c in spec.columns) or len(spec.delimiter) != 1:
+        return None
+    block = _plain_lines(block)
+    if block is None or block.startswith(b"\n") or b"\n\n" in block \
+            or (spec.comment and spec.comment.encode() in block):
+        return None  # a blank line is no record, where Polars reads one of empty fields
+    quote = spec.quotechar
+    if quote is not None and quote.encode() in block and not _well_quoted(block, spec):
+        return None
+    names = [f"f{i}" for i in range(spec.width)]
+    frame = pl.read_csv(block, has_header=False, separator=spec.delimiter, quote_char=quote,
+                        schema=dict.fromkeys(names, pl.String), empty_string_is_null=False,
+                        truncate_ragged_lines=False, raise_if_empty=False)
+    # A short record leaves nulls (an empty field is "" here): the normalizer rejects it.
+    if frame.height != n or any(frame.null_count().row(0)):
+        return None
+    checks, exprs = [], []
+    for column, source in zip(spec.columns, spec.sources):
+        if source is None:
+            if not column.nullable:
+                return None
+            exprs.append(pl.lit(None, _dtype(column)).alias(column.name))
+            continue
+        value = pl.col(names[source])
+        empty = value == ""
+        if not column.nullable:
+            checks.append(~empty.any())
+        if column.kind != "text":
+            pattern = f"^(?:{INT if column.kind == 'integer' else NUM})?$"
+            checks.append(value.str.contains(pattern).all())
+        typed = pl.when(empty).then(None).otherwise(value)
+        exprs.append(typed.cast(_dtype(column)).alias(column.name))
+    if not _all_true(frame, checks):
+        return None
+    return _ndjson(frame.select(exprs))
+
+
+def _well_quoted(block: bytes, spec: CsvSpec) -> bool:
+    """Every line is fields that are either unquoted and free of quotes, or quoted with inner
+    quotes doubled: where the CSV module and Polars split the same way."""
+    q, d = _hex(spec.quotechar or ""), _hex(spec.delimiter)
+    field = f"(?:[^{q}{d}\\n]*|{q}(?:[^{q}]|{q}{q})*{q})"
+    return bool(_lines(block).str.contains(f"^{field}(?:{d}{field})*$").all())
+
+
+def _hex(char: str) -> str:
+    return f"\\x{{{ord(char):x}}}"
+
+
+def _jsonl_lines(block: bytes, n: int, spec: JsonSpec) -> bytes | None:
+    block = _plain_lines(block)
+    if block is None:
+        return None
+    frame = _pl().read_ndjson(block)
+    if frame.height != n:  # Polars skips blank lines, which the normalizer counts
+        return None
+    return _json_out(block, frame, spec, lines_are_records=True)
+
+
+def _json_out(block: bytes, frame: Any, spec: JsonSpec, lines_are_records: bool) -> bytes | None:
+    """Output lines for the records Polars read from `block`, or None."""
+    pl = _pl()
+    if any(c.kind not in KINDS for c in spec.columns):
+        return None
+    if any('"' in name or "\\" in name for name in frame.columns) \
+            or not _read_faithfully(block, frame, lines_are_records):
+        return None
+    mapping = spec.rename(frame.columns) if spec.rename else \
+        {name: name for name in frame.columns}
+    known = {c.name for c in spec.columns}
+    if mapping is None or not set(mapping.values()) <= known:
+        return None
+    frame = frame.rename(mapping)
+    checks, exprs = [], []
+    for column in spec.columns:
+        if column.name not in frame.columns:
+            if not column.nullable:
+                return None
+            exprs.append(pl.lit(None, _dtype(column)).alias(column.name))
+            continue
+        value = pl.col(column.name)
+        dtype = frame.schema[column.name]
+        if not _json_type_fits(dtype, column, pl):
+            return None
+        if not column.nullable:
+            checks.append(value.null_count() == 0)
+        if column.kind == "text" and dtype == pl.String:
+            empty = value == ""
+            if not column.nullable:
+                checks.append(~empty.any())
+            value = pl.when(empty).then(None).otherwise(value)
+        exprs.append(value.cast(_dtype(column)).alias(column.name))
+    if not _all_true(frame, checks):
+        return None
+    return _ndjson(frame.select(exprs))
+
+
+def _read_faithfully(block: bytes, frame: Any, lines_are_records: bool) -> bool:
+    """Whether Polars read every record as the normalizer reads it (orjson, the last of two
+    equal keys winning): no key twice in a record, and every value of a text column a JSON
+    string (Polars makes a String column of any mix, writing 1.5 or true as text).
+
+    Each `":` ends a key, but for those right after a backslash (a quote escaped inside a
+    string), so their count less those is the number of keys; likewise `":null` a key whose
+    value is null and `":"` one whose value is a string (`": null`, `": "` in files that put a
+    space after the colon). Polars' non-null values plus the explicit nulls must account for
+    every key, and its non-null text values for every string; neither can come out short in
+    any record, so the block's totals agreeing means every record's do. A repeated key whose
+    second value is null still balances the first, so with explicit nulls JSON Lines are also
+    checked key by key, line by line (an array goes to the normalizer). So does a block where
+    a backslash is itself escaped before `":`, where a key is written with \\u escapes (not
+    seen as written here), and where a surrogate is escaped (a lone one reads differently in
+    Python and Polars)."""
+    pl = _pl()
+    whole = pl.DataFrame({"b": pl.Series([block], dtype=pl.Binary).cast(pl.String)})
+    text = pl.col("b").str
+    escapes = b"\\" in block
+    if escapes and not _all_true(whole, [
+            ~text.contains('\\\\":', literal=True),
+            ~text.contains(r'\\u[0-9a-fA-F]{4}(?:[^"\\]|\\.)*":'),
+            ~text.contains(r"\\u[dD][89abAB]")]):
+        return False
+    at = block.find(b'":')
+    style = '": ' if block[at + 2:at + 3] == b" " else '":'  # the other style: no match, None
+
+    def count(pattern: str) -> Any:
+        found = text.count_matches(pattern, literal=True).cast(pl.Int64)
+        if escapes:
+            found = found - text.count_matches("\\" + pattern, literal=True).cast(pl.Int64)
+        return found.sum()
+
+    keys, nulls, strings = whole.select(count('":').alias("k"), count(style + "null").alias("n"),
+                                        count(style + '"').alias("s")).row(0)
+    texts = [name for name, dtype in frame.schema.items() if dtype == pl.String]
+    values = frame.height * frame.width - sum(frame.null_count().row(0))
+    text_values = frame.height * len(texts) - sum(frame.select(texts).null_count().row(0))
+    if keys != values + nulls or strings != text_values:
+        return False
+    if not nulls:
+        return True
+    if not lines_are_records or LINES_SEPARATOR in block:
+        return False
+    lines = pl.DataFrame({"l": _lines(block)})
+    return _all_true(lines, [pl.col("l").str.count_matches(f'"{name}":', literal=True).max()
+                             <= 1 for name in frame.columns])
+
+
+def _json_type_fits(dtype: Any, column: Column, pl: Any) -> bool:
+    """Whether every value of a column Polars read as `dtype` needs no cast the normalizer
+    would decide otherwise (a JSON string in a number column, 1.0 in an integer one...)."""
+    allowed = {"integer": (pl.Int64,), "number": (pl.Float64, pl.Int64),
+               "text": (pl.String,)}[column.kind]
+    return dtype in allowed or (dtype == pl.Null and column.nullable)
+
+
+def _all_true(frame: Any, checks: list[Any]) -> bool:
+    """Whether every check (a boolean expression over the frame) holds, in one pass."""
+    if not checks:
+        return True
+    return all(frame.select([c.alias(f"check{i}") for i, c in enumerate(checks)]).row(0))
+
+
+def _dtype(column: Column) -> Any:
+    pl = _pl()
+    return {"integer": pl.Int64, "number": pl.Float64, "text": pl.String}[column.kind]
+
+
+def _ndjson(frame: Any) -> bytes:
+    buffer = io.BytesIO()
+    frame.write_ndjson(buffer)
+    return buffer.getvalue()
