@@ -48,7 +48,7 @@ from helpers.ingest.sniff import Format
 
 READ_BYTES = 1 << 20
 NATIVE_LINES = 20_000  # lines per block at most: Polars' cost per call is paid per block
-BLOCK_BYTES = 4 << 20  # and about this many bytes, to bound the memory of blocks in flight
+BLOCK_BYTES = 2 << 20  # and about this many bytes, to bound the memory of blocks in flight
 JSON_SPACE = b" \t\r\n"
 
 
