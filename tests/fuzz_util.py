@@ -17,7 +17,10 @@ def memory_cap():
         return
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     used = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
-    cap = used + (512 << 20) if hard == resource.RLIM_INFINITY else min(used + (512 << 20), hard)
+    # Address space, not memory: Polars' allocator and thread pool reserve gigabytes of it up
+    # front (untouched, so never resident), hence the room above what the process uses.
+    room = 4 << 30
+    cap = used + room if hard == resource.RLIM_INFINITY else min(used + room, hard)
     resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
     yield
     resource.setrlimit(resource.RLIMIT_AS, (soft, hard))

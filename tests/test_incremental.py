@@ -74,8 +74,8 @@ def test_a_new_file_is_read_alone_and_appended_as_a_clean_run_would_count_it(raw
     rejects_before = (out / "_rejects" / "tracks.jsonl.gz").read_bytes()
     add_files(raw)
     read = []
-    real = dataset_pass.read_chunks
-    monkeypatch.setattr(dataset_pass, "read_chunks",
+    real = dataset_pass.FileSource
+    monkeypatch.setattr(dataset_pass, "FileSource",
                         lambda path, *a, **k: read.append(path.name) or real(path, *a, **k))
     manifest = run(raw, out)
     monkeypatch.undo()

@@ -186,16 +186,19 @@ def test_a_full_disk_stops_the_run_with_one_line_and_keeps_the_checkpoint(raw, t
     from helpers.ingest import writer
 
     folder, _ = raw
-    real_write = writer.MemberWriter.write
+    real_write, real_member = writer.MemberWriter.write, writer.MemberWriter.write_member
     calls = {"n": 0}
 
-    def fill_up(self, data):
-        calls["n"] += 1
-        if calls["n"] > 3:
-            raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
-        real_write(self, data)
+    def filling_up(real):
+        def write(self, data):
+            calls["n"] += 1
+            if calls["n"] > 3:
+                raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+            real(self, data)
+        return write
 
-    monkeypatch.setattr(writer.MemberWriter, "write", fill_up)
+    monkeypatch.setattr(writer.MemberWriter, "write", filling_up(real_write))
+    monkeypatch.setattr(writer.MemberWriter, "write_member", filling_up(real_member))
     out = tmp_path / "o"
     code = main(["ingest", "--raw", str(folder), "--out", str(out), "--dataset", "tracks",
                  "--chunk-rows", "500", "--checkpoint-rows", "500", "--jobs", "1",
@@ -205,7 +208,7 @@ def test_a_full_disk_stops_the_run_with_one_line_and_keeps_the_checkpoint(raw, t
     assert "tracks.json.gz.part: No space left on device while ingesting tracks" in err
     assert "run the same command again" in err
     assert (out / ".ingest" / "state" / "tracks.json").exists()
-    monkeypatch.setattr(writer.MemberWriter, "write", real_write)
+    monkeypatch.undo()
     assert main(["ingest", "--raw", str(folder), "--out", str(out), "--dataset", "tracks",
                  "--chunk-rows", "500", "--checkpoint-rows", "500", "--jobs", "1",
                  "--no-progress", "--log-dir", str(tmp_path / "logs")]) == 0

@@ -231,7 +231,10 @@ class FileSource:
 
     def _array_blocks(self, f: Any) -> Iterator[ArrayBlock]:
         read = getattr(f, "read1", f.read)
-        buf = read(READ_BYTES).removeprefix(codecs.BOM_UTF8)
+        try:
+            buf = read(READ_BYTES).removeprefix(codecs.BOM_UTF8)
+        except READ_ERRORS:
+            return 0
         start = len(buf) - len(buf.lstrip(JSON_SPACE))
         if buf[start:start + 1] != b"[":
             return 0
@@ -265,10 +268,32 @@ class FileSource:
                 return None
             if len(buf) - scan > self.limits.max_record_bytes:
                 return index  # an item over the limit: the row-by-row reader rejects it
-            more = read(READ_BYTES)
+            try:
+                more = read(READ_BYTES)
+            except READ_ERRORS as exc:
+                yield from self._items_before_damage(buf[item:], index, line, exc)
+                return None
             eof = not more
             buf = buf[item:] + more
             scan, item = scan - item, 0
+
+    def _items_before_damage(self, rest: bytes, index: int, line: int,
+                             exc: Exception) -> Iterator[Chunk | Stop]:
+        """Reading stopped inside the array: the items that `rest` (from an item's start) holds
+        whole, read by the row-by-row reader, then the damage where the cut item starts."""
+        text = "[" + rest.decode("utf-8", FALLBACK_ERRORS)
+        items = []
+        for at, item in _array_items(io.StringIO(text), self.limits.max_record_bytes):
+            if getattr(item, "reason", "").endswith("cannot be read"):
+                break
+            items.append((line + at - 1, item))
+        for start, stop in _aligned(index, len(items), self.chunk_rows):
+            part = items[start:stop]
+            end = index + stop
+            yield Chunk([x for _, x in part], part[0][0], [at for at, _ in part], end, end)
+        self.end = index + len(items)
+        last = items[-1][0] if items else line
+        yield Stop(describe_damage(exc, last - 1))
 
     def _array_block(self, first: int, data: bytes, n: int, line: int) -> ArrayBlock:
         self.end = first + n

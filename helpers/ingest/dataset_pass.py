@@ -588,7 +588,7 @@ def native_work(fmt: Format, normalizer: Normalizer,
             blob = encode(block.data, block.n, native.JsonSpec(known, rename))
         else:
             blob = encode(block.data, block.n, spec)
-        if blob is None:
+        if blob is None or blob.count(b"\n") != block.n:  # one line per record, or no deal
             return None
         hashes = native.fingerprints(blob, block.n) if dedupe else None
         unique = hashes.unique().to_list() if dedupe and options.dedupe == "count" else None

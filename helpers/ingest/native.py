@@ -261,7 +261,7 @@ def _json_out(block: bytes, frame: Any, spec: JsonSpec, lines_are_records: bool)
                 checks.append(~empty.any())
             value = pl.when(empty).then(None).otherwise(value)
         exprs.append(value.cast(_dtype(column)).alias(column.name))
-    if not _all_true(frame, checks):
+    if not exprs or not _all_true(frame, checks):  # no column known yet: the normalizer's {}
         return None
     return _ndjson(frame.select(exprs))
 

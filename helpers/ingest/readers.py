@@ -78,8 +78,9 @@ def until_damaged(chunks: Iterable[Chunk], on_damage: Callable[[Damage], None]) 
 
 
 def describe_damage(exc: Exception, lines_read: int = -1) -> Damage:
-    """What a reader's error means for its file: where reading stopped (line 0: unknown)."""
-    found = exc if isinstance(exc, DamagedInput) else _damage(exc, lines_read)
+    """What a reader's error means for its file: where reading stopped, after `lines_read`
+    lines (-1: as the error says, or line 0, unknown)."""
+    found = exc if isinstance(exc, DamagedInput) and lines_read < 0 else _damage(exc, lines_read)
     line, offset = found.line, found.offset
     where = f"line {line}" + (f" (byte {offset:,} of the file)" if offset is not None else "")
     return Damage(line, offset, f"the file could not be read past {where}: "
