@@ -184,6 +184,8 @@ class FileSource:
                 # fixed by the content from the block's start, so a resumed run cuts the same.
                 n = min(complete, self._room(index), max(1, buf.count(b"\n", 0, BLOCK_BYTES)))
                 cut = _nth_newline(buf, n, complete) + 1
+                if _long_line(buf, cut, self.limits.max_record_bytes):
+                    return index  # split_lines makes it a marker without holding it
                 yield self._block(index, buf[:cut], n)
                 buf, index, complete = buf[cut:], index + n, complete - n
             if eof:
@@ -363,6 +365,19 @@ class FileSource:
         if self.feed is not None:
             return self.feed.feed(first, lines, fallbacks)
         return _jsonl_chunk(first, lines, self.limits.max_record_bytes)
+
+
+def _long_line(buf: bytes, end: int, limit: int) -> bool:
+    """Whether a line in buf[:end] is over `limit` bytes with its ending. Such a line spans a
+    whole stretch of limit/2 bytes aligned to limit/2, so only a stretch without a line break
+    needs a closer look: a few searches per block, however many lines it holds."""
+    half = max(limit // 2, 1)
+    for start in range(0, end, half):
+        if buf.find(b"\n", start, min(start + half, end)) < 0:
+            lo, hi = buf.rfind(b"\n", 0, start) + 1, buf.find(b"\n", start, end)
+            if (hi if hi >= 0 else end) - lo + 1 > limit:
+                return True
+    return False
 
 
 def _aligned(first: int, n: int, size: int) -> list[tuple[int, int]]:

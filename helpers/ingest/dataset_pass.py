@@ -570,7 +570,6 @@ def native_work(fmt: Format, normalizer: Normalizer,
         return None
     first_record = fmt.data_line if fmt.kind == "csv" else 0
     dedupe = options.dedupe != "off"
-    limit = options.max_record_bytes
 
     def work(block: Block, width: int) -> Any:
         try:
@@ -579,18 +578,21 @@ def native_work(fmt: Format, normalizer: Normalizer,
             return None
 
     def vouched(block: Block, width: int) -> Any:
-        if block.first < first_record or not native.lines_within(block.data, limit):
+        if block.first < first_record:
             return None
         if fmt.kind != "csv":
             known = tuple(native.Column(c.name, c.kind, c.nullable)
                           for c in normalizer.schema.columns[:width])
             rename = partial(key_columns, schema=normalizer.schema, width=width)
-            blob = encode(block.data, block.n, native.JsonSpec(known, rename))
+            encoded = encode(block.data, block.n, native.JsonSpec(known, rename))
         else:
-            blob = encode(block.data, block.n, spec)
-        if blob is None or blob.count(b"\n") != block.n:  # one line per record, or no deal
+            encoded = encode(block.data, block.n, spec)
+        if encoded is None:
             return None
-        hashes = native.fingerprints(blob, block.n) if dedupe else None
+        blob, hashes = encoded
+        if blob.count(b"\n") != block.n or len(hashes) != block.n:  # a line a record, or none
+            return None
+        hashes = hashes if dedupe else None
         unique = hashes.unique().to_list() if dedupe and options.dedupe == "count" else None
         return blob, block.n, gzip_member(blob, options.level), hashes, unique
 

@@ -77,14 +77,7 @@ def _lines(blob: bytes) -> Any:
                        quote_char=None, schema={"l": pl.String}, raise_if_empty=False).to_series()
 
 
-def lines_within(block: bytes, limit: int) -> bool:
-    """Whether no line of `block` is over `limit` bytes with its ending: a longer one is
-    rejected by the normalizer's reader without being read."""
-    if len(block) <= limit:
-        return True
-    if LINES_SEPARATOR in block:
-        return False
-    return bool(_lines(block).str.len_bytes().max() + 1 <= limit)
+Encoded = tuple[bytes, Any]  # output lines, each ending in a newline; their fingerprints
 
 
 @dataclass(frozen=True)
@@ -114,7 +107,7 @@ class JsonSpec:
     rename: Callable[[list[str]], dict[str, str] | None] | None = None
 
 
-def csv_lines(block: bytes, n: int, spec: CsvSpec) -> bytes | None:
+def csv_lines(block: bytes, n: int, spec: CsvSpec) -> Encoded | None:
     """`block`'s n lines of CSV records as output lines, or None when the normalizer must
     decide. Never raises."""
     try:
@@ -123,7 +116,7 @@ def csv_lines(block: bytes, n: int, spec: CsvSpec) -> bytes | None:
         return None
 
 
-def jsonl_lines(block: bytes, n: int, spec: JsonSpec) -> bytes | None:
+def jsonl_lines(block: bytes, n: int, spec: JsonSpec) -> Encoded | None:
     """`block`'s n JSON Lines as output lines, or None when the normalizer must decide."""
     try:
         return _jsonl_lines(block, n, spec)
@@ -131,7 +124,7 @@ def jsonl_lines(block: bytes, n: int, spec: JsonSpec) -> bytes | None:
         return None
 
 
-def array_lines(block: bytes, n: int, spec: JsonSpec) -> bytes | None:
+def array_lines(block: bytes, n: int, spec: JsonSpec) -> Encoded | None:
     """n objects of a JSON array, `block` running from the first one's `{` to the last one's
     `}`, as output lines; None when the normalizer must decide."""
     try:
@@ -140,7 +133,7 @@ def array_lines(block: bytes, n: int, spec: JsonSpec) -> bytes | None:
         return None
 
 
-def _array_lines(block: bytes, n: int, spec: JsonSpec) -> bytes | None:
+def _array_lines(block: bytes, n: int, spec: JsonSpec) -> Encoded | None:
     """The objects made JSON Lines, then read as such.
 
     Line breaks become tabs: JSON whitespace between tokens, and inside a string a raw control
@@ -167,7 +160,7 @@ def _plain_lines(block: bytes) -> bytes | None:
     return block
 
 
-def _csv_lines(block: bytes, n: int, spec: CsvSpec) -> bytes | None:
+def _csv_lines(block: bytes, n: int, spec: CsvSpec) -> Encoded | None:
     pl = _pl()
     if any(c.kind not in KINDS for c in spec.columns) or len(spec.delimiter) != 1:
         return None
@@ -207,18 +200,23 @@ def _csv_lines(block: bytes, n: int, spec: CsvSpec) -> bytes | None:
 
 
 def _well_quoted(block: bytes, spec: CsvSpec) -> bool:
-    """Every line is fields that are either unquoted and free of quotes, or quoted with inner
-    quotes doubled: where the CSV module and Polars split the same way."""
+    """Whether every quote sits where the CSV module and Polars read it alike: opening a field
+    (after a delimiter or a line break), closing one (before them), or doubled inside one. A
+    quote with an ordinary character on both sides is none of these (`"x"y"z"`, where the
+    module refuses the record and Polars reads xyz); a quote that opens a field nobody closes
+    runs on to other lines, which the row count catches."""
+    pl = _pl()
     q, d = _hex(spec.quotechar or ""), _hex(spec.delimiter)
-    field = f"(?:[^{q}{d}\\n]*|{q}(?:[^{q}]|{q}{q})*{q})"
-    return bool(_lines(block).str.contains(f"^{field}(?:{d}{field})*$").all())
+    stray = f"[^{q}{d}\\n]{q}[^{q}{d}\\r\\n]"
+    whole = pl.Series([block], dtype=pl.Binary).cast(pl.String)
+    return not whole.str.contains(stray).item()
 
 
 def _hex(char: str) -> str:
     return f"\\x{{{ord(char):x}}}"
 
 
-def _jsonl_lines(block: bytes, n: int, spec: JsonSpec) -> bytes | None:
+def _jsonl_lines(block: bytes, n: int, spec: JsonSpec) -> Encoded | None:
     block = _plain_lines(block)
     if block is None:
         return None
@@ -228,7 +226,8 @@ def _jsonl_lines(block: bytes, n: int, spec: JsonSpec) -> bytes | None:
     return _json_out(block, frame, spec, lines_are_records=True)
 
 
-def _json_out(block: bytes, frame: Any, spec: JsonSpec, lines_are_records: bool) -> bytes | None:
+def _json_out(block: bytes, frame: Any, spec: JsonSpec,
+              lines_are_records: bool) -> Encoded | None:
     """Output lines for the records Polars read from `block`, or None."""
     pl = _pl()
     if any(c.kind not in KINDS for c in spec.columns):
@@ -328,7 +327,11 @@ def _dtype(column: Column) -> Any:
     return {"integer": pl.Int64, "number": pl.Float64, "text": pl.String}[column.kind]
 
 
-def _ndjson(frame: Any) -> bytes:
+def _ndjson(frame: Any) -> Encoded:
+    """The frame's rows as JSON Lines (the normalizer's bytes: compact, keys in column order,
+    orjson's numbers and escapes) and each line's fingerprint, from one encoding of the rows."""
+    pl = _pl()
+    lines = frame.select(pl.struct(pl.all()).struct.json_encode().alias("l"))
     buffer = io.BytesIO()
-    frame.write_ndjson(buffer)
-    return buffer.getvalue()
+    lines.write_csv(buffer, include_header=False, quote_style="never")
+    return buffer.getvalue(), lines.to_series().hash(seed=0)
