@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import codecs
 import io
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +50,7 @@ from helpers.ingest.sniff import Format
 
 READ_BYTES = 1 << 20
 NATIVE_LINES = 20_000  # lines per block at most: Polars' cost per call is paid per block
-BLOCK_BYTES = 2 << 20  # and about this many bytes, to bound the memory of blocks in flight
+BLOCK_BYTES = 1 << 20  # and about this many bytes, to bound the memory of blocks in flight
 JSON_SPACE = b" \t\r\n"
 
 
@@ -244,31 +246,33 @@ class FileSource:
         if buf[item:item + 1] != b"{":
             return 0
         line = 1 + buf.count(b"\n", 0, item)
-        index, found, scan, eof = 0, 0, item, False  # found: cuts after `item`, up to `scan`
+        index, eof = 0, False
         while True:
-            need = self.block - index % self.block
-            full = False
-            for match in ITEM_BOUNDARY.finditer(buf, scan):
-                if found and match.start() - item >= BLOCK_BYTES:
-                    full = True  # as many items as fit in BLOCK_BYTES, as for lines
-                    break
-                found, scan, stop = found + 1, match.end() - 1, match.start() + 1
-                if found == need:
-                    break
-            if found == need or full:
-                need = found
-                yield self._array_block(index, buf[item:stop], need, line)
-                line += buf.count(b"\n", item, scan)
-                index, item, found = index + need, scan, 0
-                continue
-            if eof:
-                tail = buf[item:].rstrip(JSON_SPACE)
-                body = tail[:-1].rstrip(JSON_SPACE)
-                if not tail.endswith(b"]") or not body.endswith(b"}"):
-                    return index
-                yield self._array_block(index, body, found + 1, line)
-                return None
-            if len(buf) - scan > self.limits.max_record_bytes:
+            window = item + BLOCK_BYTES
+            if eof or len(buf) >= window:
+                # The items whose separator ends within BLOCK_BYTES of the block's start (at
+                # least one), up to the block boundary: fixed by the content, as for lines.
+                need = self.block - index % self.block
+                take = min(len(ITEM_BOUNDARY.findall(buf, item, window)), need)
+                last = None
+                if take:
+                    last = deque(islice(ITEM_BOUNDARY.finditer(buf, item), take), maxlen=1)[0]
+                elif not eof or len(buf) > window:
+                    last, take = ITEM_BOUNDARY.search(buf, item), 1
+                if last is not None:
+                    yield self._array_block(index, buf[item:last.start() + 1], take, line)
+                    line += buf.count(b"\n", item, last.end() - 1)
+                    index, item = index + take, last.end() - 1
+                    continue
+                if eof:
+                    tail = buf[item:].rstrip(JSON_SPACE)
+                    body = tail[:-1].rstrip(JSON_SPACE)
+                    if not tail.endswith(b"]") or not body.endswith(b"}"):
+                        return index
+                    yield self._array_block(index, body, 1, line)
+                    return None
+            if len(buf) - item > self.limits.max_record_bytes + BLOCK_BYTES \
+                    and ITEM_BOUNDARY.search(buf, item) is None:
                 return index  # an item over the limit: the row-by-row reader rejects it
             try:
                 more = read(READ_BYTES)
@@ -277,7 +281,7 @@ class FileSource:
                 return None
             eof = not more
             buf = buf[item:] + more
-            scan, item = scan - item, 0
+            item = 0
 
     def _items_before_damage(self, rest: bytes, index: int, line: int,
                              exc: Exception) -> Iterator[Chunk | Stop]:

@@ -444,11 +444,16 @@ class _Run:
                     result.cancel()
             units.close()
 
-    def _write_lines(self, blob: bytes, n: int, member: bytes | None = None,
+    def _write_lines(self, blob: bytes | None, n: int, member: bytes | None = None,
                      hashes: Any = None, unique: list[int] | None = None) -> None:
         """n output lines (`blob`) as one gzip member, less the duplicates in drop mode;
-        `member`: the blob compressed already, by the worker that made it."""
-        kept, n_kept = self.fingerprints.filter_blob(blob, n, hashes, unique)
+        `member`: the lines compressed already, by the worker that made them, which then sends
+        the lines themselves only when duplicates are to be dropped."""
+        if blob is None:  # counted or not at all, never dropped: the member is the output
+            self.fingerprints.count(n, hashes, unique)
+            kept, n_kept = b"", n
+        else:
+            kept, n_kept = self.fingerprints.filter_blob(blob, n, hashes, unique)
         if n_kept:
             if member is None or n_kept != n:
                 member = gzip_member(kept, self.options.level)
@@ -569,7 +574,7 @@ def native_work(fmt: Format, normalizer: Normalizer,
     else:
         return None
     first_record = fmt.data_line if fmt.kind == "csv" else 0
-    dedupe = options.dedupe != "off"
+    dedupe = options.dedupe == "count"
 
     def work(block: Block, width: int) -> Any:
         try:
@@ -590,11 +595,13 @@ def native_work(fmt: Format, normalizer: Normalizer,
         if encoded is None:
             return None
         blob, hashes = encoded
-        if blob.count(b"\n") != block.n or len(hashes) != block.n:  # a line a record, or none
+        if len(hashes) != block.n:  # a line a record, or the normalizer decides
             return None
-        hashes = hashes if dedupe else None
-        unique = hashes.unique().to_list() if dedupe and options.dedupe == "count" else None
-        return blob, block.n, gzip_member(blob, options.level), hashes, unique
+        member = gzip_member(blob, options.level)
+        if options.dedupe == "drop":  # only dropping needs the lines again
+            return blob, block.n, member, hashes, None
+        unique = hashes.unique().to_list() if dedupe else None
+        return None, block.n, member, hashes if dedupe else None, unique
 
     return work
 

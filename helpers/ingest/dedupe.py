@@ -42,6 +42,21 @@ class Fingerprints:
         blob, n = self.filter_blob(b"\n".join(lines) + b"\n", len(lines))
         return lines if n == len(lines) else blob.split(b"\n")[:n]
 
+    def count(self, n: int, hashes: Any, unique: list[int] | None = None) -> None:
+        """Count the duplicates among n lines from their fingerprints alone (`hashes`, and the
+        distinct ones, `unique`): what `filter` counts, without the lines."""
+        if self.mode == "off" or n == 0:
+            return
+        if self.exact:
+            distinct = unique if unique is not None else hashes.unique().to_list()
+            new = set(distinct).difference(self.seen)
+            if len(self.seen) + len(new) <= self.capacity:
+                self.seen.update(new)
+                self._pending.extend(sorted(new))
+                self.duplicates += n - len(new)
+                return
+        self._filter_one_by_one(None, hashes.to_list())
+
     def filter_blob(self, blob: bytes, n: int, hashes: Any = None,
                     unique: list[int] | None = None) -> tuple[bytes, int]:
         """The same for `blob`, n lines each ending in a newline: (the lines kept, how many).
@@ -64,9 +79,11 @@ class Fingerprints:
         kept = self._filter_one_by_one(lines, hashes.to_list())
         return (blob, n) if kept is lines else (b"".join(x + b"\n" for x in kept), len(kept))
 
-    def _filter_one_by_one(self, lines: list[bytes], hashes: list[int]) -> list[bytes]:
+    def _filter_one_by_one(self, lines: list[bytes] | None, hashes: list[int]) -> Any:
+        """Past the budget, in line order: a line whose fingerprint is kept is a duplicate; a
+        new one is kept while there is room. `lines` None: count only."""
         keep, seen = [], self.seen
-        for line, h in zip(lines, hashes):
+        for line, h in zip(lines if lines is not None else hashes, hashes):
             if h in seen:
                 self.duplicates += 1
                 continue
