@@ -4,6 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 SCALE  ?= 500
+BENCH_SCALES ?= 500,2000
 DB     := db/sqlite/chinook.db
 # The stamps carry the interpreter's version, so that another PYTHON= rebuilds the environment
 # instead of being silently ignored.
@@ -73,9 +74,9 @@ test: setup $(VENV)/.test-extras-$(PYTHON_VERSION) ## Set up, then run lint, the
 lint: $(STAMP) ## ruff over the package and the tests
 	$(BIN)/ruff check helpers tests benchmarks
 
-bench: setup ## Benchmark ingestion against naive, DuckDB, Polars (SCALE=500; SCALE=500,2000)
+bench: setup ## Benchmark ingestion against naive, DuckDB, Polars (BENCH_SCALES=500,2000)
 	$(PY) -m pip install -q --editable '.[bench,spark]'
-	$(PY) -m benchmarks.bench --scales $(SCALE)
+	$(PY) -m benchmarks.bench --scales $(BENCH_SCALES)
 
 spark-cluster: setup $(VENV)/.test-extras-$(PYTHON_VERSION) ## Start a Spark cluster here (a master, 2 workers) for --engine spark; Ctrl-C stops it
 	$(PY) -m helpers.ingest.spark_cluster --workers 2 --logs logs/spark-cluster

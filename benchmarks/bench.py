@@ -171,6 +171,36 @@ def fixed_costs(peers: list[Peer], work: Path, db: Path, say: Callable[[str], No
     return found
 
 
+def jobs_compared(raw: Path, work: Path, reps: int, dataset: str = "tracks",
+                  say: Callable[[str], None] = print) -> dict:
+    """Ours on a folder with one dataset, on one thread and on two, alternating: each run's
+    wall time, CPU and peak memory, and whether both write the same bytes."""
+    runs: dict[int, list] = {1: [], 2: []}
+    digests: dict[int, set[str]] = {1: set(), 2: set()}
+    for rep in range(reps):
+        for jobs in (1, 2):
+            out = work / f"out-jobs-{jobs}"
+            shutil.rmtree(out, ignore_errors=True)
+            m = run_measured([*_ours()(raw, out), "--dataset", dataset, "--jobs", str(jobs)],
+                             cwd=ROOT, timeout=600)
+            if m.returncode:
+                return {"skipped": f"--jobs {jobs} failed (exit {m.returncode}): "
+                                   f"{m.stderr_tail[-300:]}"}
+            runs[jobs].append(m)
+            digests[jobs].add(hashlib.sha256((out / f"{dataset}.json.gz").read_bytes())
+                              .hexdigest())
+            say(f"{dataset} alone, --jobs {jobs}, rep {rep + 1}: {m.wall_s:.1f} s")
+    found = {"dataset": dataset, "runs": reps}
+    for jobs, ms in runs.items():
+        found[f"jobs_{jobs}"] = {"wall_s": statistics.median(m.wall_s for m in ms),
+                                 "wall_min_s": min(m.wall_s for m in ms),
+                                 "cpu_s": statistics.median(m.cpu_s for m in ms),
+                                 "peak_tree_mib": max(m.peak_tree_mib for m in ms)}
+    found["speedup"] = round(found["jobs_1"]["wall_s"] / found["jobs_2"]["wall_s"], 2)
+    found["same_bytes"] = len(digests[1] | digests[2]) == 1
+    return found
+
+
 def time_load(processed: Path, work: Path, db: Path, reps: int) -> dict:
     """`python -m helpers load` on ours' output: rows/s and peak memory, `reps` times."""
     if importlib.util.find_spec("helpers.warehouse.load") is None:
@@ -259,6 +289,10 @@ def bench(scales: list[int], peer_keys: list[str], reps: int = 2,
         sc["targets"] = report.targets(scale, sc["summary"], smallest)
         if load:
             sc["load"] = time_load(work / "out-a", work, db, reps)
+        if "a" in sc["summary"] and scale == scales[0]:
+            say(f"scale {scale}: one dataset on one thread and on two")
+            sc["jobs"] = jobs_compared(Path(sc["raw"]), work, reps, say=say)
+            sc["targets"] += report.jobs_targets(sc["jobs"])
         missed = any(not t["met"] for t in sc["targets"])
         if "a" in sc["summary"] and (profile_when == "always"
                                      or (profile_when == "missed" and missed)):
@@ -266,6 +300,7 @@ def bench(scales: list[int], peer_keys: list[str], reps: int = 2,
             sc["profile"] = profile.profile_run(Path(sc["raw"]), work)
             sc["per_file"] = profile.time_files(Path(sc["raw"]))
         results["scales"][str(scale)] = sc
+    results["growth"] = report.growth(results["scales"])
     if end_to_end:
         say("end to end: `make run` in a fresh clone of HEAD (several minutes)")
         results["end_to_end"] = e2e.time_make_run(ROOT, work / "e2e", say=say)
@@ -286,7 +321,9 @@ def write_results(results: dict, results_dir: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scales", default="500", help="comma-separated scales, e.g. 500,2000")
+    p.add_argument("--scales", default="500,2000",
+                   help="comma-separated scales; the first is also run with one dataset on one "
+                        "and two threads, and the last is compared with the first")
     p.add_argument("--peers", default=",".join(PEERS), help=f"subset of {','.join(PEERS)}")
     p.add_argument("--reps", type=int, default=2, help="runs of each peer (alternating)")
     p.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work",

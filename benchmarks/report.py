@@ -9,8 +9,10 @@ from pathlib import Path
 
 OURS = "a"
 SPARK = "f"
-RSS_LIMIT_MIB = 150
+RSS_LIMIT_MIB = 100  # issue 14: the whole process tree, at every scale
 GROWTH_LIMIT = 1.15  # peak RSS at the largest scale within 15% of the smallest
+JOBS_SPEEDUP = 1.7  # issue 14: one dataset on two threads against one
+WALL_GROWTH_LIMIT = 4.4  # issue 14: scale 2000 at most 4.4x the time of scale 500
 OURS_COLOR, PEER_COLOR = "tab:blue", "tab:orange"
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "|": "pipe", "\t": "tab"}
 
@@ -72,6 +74,8 @@ def targets(scale: int, summary: dict, smallest: dict | None) -> list[dict]:
     if not ours or "wall_s" not in ours:
         return []
     found = [t for t in (
+        _wall_target(summary, "e", "Polars + isal", 1.0,
+                     "(a) wall time at most 1.0x that of (e) Polars + isal"),
         _wall_target(summary, "d", "DuckDB", 1.0, "(a) wall time at most 1.0x that of (d) DuckDB"),
         _wall_target(summary, "c", "naive", 5.0,
                      "(a) at least 5x faster than (c) the naive baseline"),
@@ -91,6 +95,35 @@ def targets(scale: int, summary: dict, smallest: dict | None) -> list[dict]:
     return found
 
 
+def jobs_targets(jobs: dict) -> list[dict]:
+    """One dataset on two threads against one: the speed-up, and the same bytes."""
+    if "speedup" not in jobs:
+        return []
+    return [{"target": f"(a) one dataset at least {JOBS_SPEEDUP}x faster with --jobs 2 than "
+                       "with --jobs 1, with identical output bytes",
+             "figure": f"{jobs['dataset']}: {jobs['jobs_1']['wall_s']:.1f} s against "
+                       f"{jobs['jobs_2']['wall_s']:.1f} s, {jobs['speedup']:.2f}x; bytes "
+                       f"{'identical' if jobs['same_bytes'] else 'DIFFER'}",
+             "met": jobs["speedup"] >= JOBS_SPEEDUP and jobs["same_bytes"]}]
+
+
+def growth(scales: dict) -> dict:
+    """Ours' median wall time at the largest scale against the smallest, and the target."""
+    ran = [(int(k), sc["summary"].get(OURS, {})) for k, sc in scales.items()]
+    ran = [(k, s) for k, s in ran if "wall_s" in s]
+    if len(ran) < 2:
+        return {}
+    (small, a), (large, b) = min(ran, key=lambda x: x[0]), max(ran, key=lambda x: x[0])
+    ratio = b["wall_s"] / a["wall_s"]
+    limit = WALL_GROWTH_LIMIT * (large / small) / 4  # 4.4x for 4x the rows
+    return {"small": small, "large": large, "ratio": round(ratio, 2),
+            "target": {"target": f"(a) scale {large} takes at most {limit:.1f}x the time of "
+                                 f"scale {small}",
+                       "figure": f"{b['wall_s']:.1f} s against {a['wall_s']:.1f} s: "
+                                 f"{ratio:.2f}x for {large / small:.0f}x the rows",
+                       "met": ratio <= limit}}
+
+
 def fmt_ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
@@ -106,6 +139,7 @@ def markdown(results: dict) -> str:
     lines += _code_lines(results)
     for scale, sc in results["scales"].items():
         lines += _scale_section(scale, sc, labels)
+    lines += _growth_section(results.get("growth"))
     lines += _end_to_end_section(results.get("end_to_end"))
     lines += ["## Versions", "", ", ".join(f"{k} {v}" for k, v in results["versions"].items()),
               ""]
@@ -163,6 +197,7 @@ def _scale_section(scale: str, sc: dict, labels: dict) -> list[str]:
         for k, v in rat.items()) + ".", ""]
     lines += _spark_note(sc, labels)
     lines += _fixed_cost_section(sc, labels)
+    lines += _jobs_section(sc.get("jobs"))
     if sc["targets"]:
         lines += ["### Targets", ""]
         lines += [f"- **{'met' if t['met'] else 'MISSED'}**: {t['target']}: {t['figure']}"
@@ -171,6 +206,31 @@ def _scale_section(scale: str, sc: dict, labels: dict) -> list[str]:
     lines += _load_section(sc.get("load"))
     lines += _profile_section(sc.get("profile"), sc.get("per_file"))
     return lines
+
+
+def _jobs_section(jobs: dict | None) -> list[str]:
+    if not jobs:
+        return []
+    if "skipped" in jobs:
+        return ["### One dataset on one and two threads", "", f"Skipped: {jobs['skipped']}.", ""]
+    rows = [f"| --jobs {n} | {j['wall_s']:.1f} | {j['wall_min_s']:.1f} | {j['cpu_s']:.1f} | "
+            f"{j['peak_tree_mib']:.0f} |" for n, j in ((1, jobs["jobs_1"]), (2, jobs["jobs_2"]))]
+    return ["### One dataset on one and two threads", "",
+            f"`{jobs['dataset']}` alone (`--dataset {jobs['dataset']}`), {jobs['runs']} runs "
+            "of each, alternating: blocks of its files are turned into lines on `--jobs` "
+            "threads and written in order by one.", "",
+            "| run | wall s | best wall s | CPU s | peak RSS, tree MiB |",
+            "|---|---:|---:|---:|---:|", *rows, "",
+            f"--jobs 1 / --jobs 2 = {jobs['speedup']:.2f}x; output bytes "
+            f"{'identical' if jobs['same_bytes'] else '**differ**'}.", ""]
+
+
+def _growth_section(found: dict | None) -> list[str]:
+    if not found:
+        return []
+    t = found["target"]
+    return [f"## Scale {found['large']} against scale {found['small']}", "",
+            f"- **{'met' if t['met'] else 'MISSED'}**: {t['target']}: {t['figure']}", ""]
 
 
 def _spark_note(sc: dict, labels: dict) -> list[str]:

@@ -115,7 +115,8 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
                    help="the same limit in bytes; a longer line is rejected too")
     p.add_argument("--level", type=int, choices=range(4), default=d.level,
                    help="gzip level of the output (isal, 0-3)")
-    p.add_argument("--jobs", type=positive, default=None, help="worker processes (default: cores)")
+    p.add_argument("--jobs", type=positive, default=None,
+                   help="threads that turn blocks into lines (default: cores)")
     p.add_argument("--fresh", action="store_true",
                    help="ignore checkpoints and earlier runs: read every file again")
     p.add_argument("--append-only", action="store_true",

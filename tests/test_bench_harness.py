@@ -123,22 +123,49 @@ def test_code_digest_follows_the_ingestion_modules_only(tmp_path):
     assert bench.code_digest(copies) != before
 
 
-@pytest.mark.parametrize("wall_d, wall_c, peak, missed", [
-    (3.0, 30.0, 100.0, []),
-    (1.0, 30.0, 100.0, ["(d) DuckDB"]),
-    (3.0, 9.0, 100.0, ["naive"]),
-    (3.0, 30.0, 200.0, ["150 MiB"]),
+@pytest.mark.parametrize("wall_d, wall_c, wall_e, peak, missed", [
+    (3.0, 30.0, 2.5, 90.0, []),
+    (1.0, 30.0, 2.5, 90.0, ["(d) DuckDB"]),
+    (3.0, 9.0, 2.5, 90.0, ["naive"]),
+    (3.0, 30.0, 1.5, 90.0, ["Polars + isal"]),
+    (3.0, 30.0, 2.5, 120.0, ["100 MiB"]),
 ])
-def test_targets_say_which_one_is_missed(wall_d, wall_c, peak, missed):
+def test_targets_say_which_one_is_missed(wall_d, wall_c, wall_e, peak, missed):
     ours = report.summarize_peer([fake_run("a", {"tracks": 20}, 2.0)], 20)
     ours["peak_tree_mib"] = peak
     summary = {"a": ours, "c": {"wall_s": wall_c, "wall_min_s": wall_c},
-               "d": {"wall_s": wall_d, "wall_min_s": wall_d}}
+               "d": {"wall_s": wall_d, "wall_min_s": wall_d},
+               "e": {"wall_s": wall_e, "wall_min_s": wall_e}}
     found = report.targets(500, summary, ours)
     missed_targets = [t["target"] for t in found if not t["met"]]
     assert len(missed_targets) == len(missed)
     for word in missed:
         assert any(word in t for t in missed_targets)
+
+
+@pytest.mark.parametrize("one, two, same, met", [
+    (10.0, 5.5, True, True), (10.0, 6.5, True, False), (10.0, 5.0, False, False)])
+def test_the_jobs_target_needs_the_speed_up_and_the_same_bytes(one, two, same, met):
+    jobs = {"dataset": "tracks", "runs": 1, "speedup": round(one / two, 2), "same_bytes": same,
+            "jobs_1": {"wall_s": one, "wall_min_s": one, "cpu_s": one, "peak_tree_mib": 90},
+            "jobs_2": {"wall_s": two, "wall_min_s": two, "cpu_s": one, "peak_tree_mib": 95}}
+    (target,) = report.jobs_targets(jobs)
+    assert target["met"] is met
+    assert f"{one / two:.2f}x" in target["figure"]
+    text = "\n".join(report._jobs_section(jobs))
+    assert "| --jobs 2 |" in text and ("identical" if same else "**differ**") in text
+
+
+@pytest.mark.parametrize("small, large, met", [(9.0, 39.0, True), (9.0, 40.5, False)])
+def test_the_growth_target_compares_the_largest_scale_with_the_smallest(small, large, met):
+    def scale(wall: float) -> dict:
+        return {"summary": {"a": {"wall_s": wall}}}
+
+    found = report.growth({"500": scale(small), "2000": scale(large)})
+    assert (found["small"], found["large"]) == (500, 2000)
+    assert found["target"]["met"] is met
+    assert "4.4x" in found["target"]["target"]
+    assert report.growth({"500": scale(small)}) == {}
 
 
 @pytest.mark.parametrize("text, rows, problems", [
