@@ -175,10 +175,10 @@ def _csv_lines(block: bytes, n: int, spec: CsvSpec) -> Encoded | None:
     frame = pl.read_csv(block, has_header=False, separator=spec.delimiter, quote_char=quote,
                         schema=dict.fromkeys(names, pl.String), empty_string_is_null=False,
                         truncate_ragged_lines=False, raise_if_empty=False)
-    # A short record leaves nulls (an empty field is "" here): the normalizer rejects it.
-    if frame.height != n or any(frame.null_count().row(0)):
+    if frame.height != n:
         return None
-    checks, exprs = [], []
+    # A short record leaves nulls (an empty field is "" here): the normalizer rejects it.
+    checks, exprs = [pl.sum_horizontal(pl.all().null_count()) == 0], []
     for column, source in zip(spec.columns, spec.sources):
         if source is None:
             if not column.nullable:
@@ -194,9 +194,7 @@ def _csv_lines(block: bytes, n: int, spec: CsvSpec) -> Encoded | None:
             checks.append(value.str.contains(pattern).all())
         typed = pl.when(empty).then(None).otherwise(value)
         exprs.append(typed.cast(_dtype(column)).alias(column.name))
-    if not _all_true(frame, checks):
-        return None
-    return _ndjson(frame.select(exprs))
+    return _encode(frame, checks, exprs)
 
 
 def _well_quoted(block: bytes, spec: CsvSpec) -> bool:
@@ -260,9 +258,9 @@ def _json_out(block: bytes, frame: Any, spec: JsonSpec,
                 checks.append(~empty.any())
             value = pl.when(empty).then(None).otherwise(value)
         exprs.append(value.cast(_dtype(column)).alias(column.name))
-    if not exprs or not _all_true(frame, checks):  # no column known yet: the normalizer's {}
+    if not exprs:  # no column known yet: the normalizer writes {}
         return None
-    return _ndjson(frame.select(exprs))
+    return _encode(frame, checks, exprs)
 
 
 def _read_faithfully(block: bytes, frame: Any, lines_are_records: bool) -> bool:
@@ -293,9 +291,10 @@ def _read_faithfully(block: bytes, frame: Any, lines_are_records: bool) -> bool:
         return block.count(pattern) - (block.count(b"\\" + pattern) if escapes else 0)
 
     keys, nulls, strings = count(b'":'), count(style + b"null"), count(style + b'"')
+    missing = frame.null_count().row(0, named=True)
     texts = [name for name, dtype in frame.schema.items() if dtype == pl.String]
-    values = frame.height * frame.width - sum(frame.null_count().row(0))
-    text_values = frame.height * len(texts) - sum(frame.select(texts).null_count().row(0))
+    values = frame.height * frame.width - sum(missing.values())
+    text_values = frame.height * len(texts) - sum(missing[name] for name in texts)
     if keys != values + nulls or strings != text_values:
         return False
     if not nulls:
@@ -327,11 +326,19 @@ def _dtype(column: Column) -> Any:
     return {"integer": pl.Int64, "number": pl.Float64, "text": pl.String}[column.kind]
 
 
-def _ndjson(frame: Any) -> Encoded:
-    """The frame's rows as JSON Lines (the normalizer's bytes: compact, keys in column order,
-    orjson's numbers and escapes) and each line's fingerprint, from one encoding of the rows."""
+def _encode(frame: Any, checks: list[Any], exprs: list[Any]) -> Encoded | None:
+    """The output columns (`exprs`) as JSON Lines (the normalizer's bytes: compact, keys in
+    column order, orjson's numbers and escapes) and each line's fingerprint, if every check
+    holds: one query for all of it, so Polars plans and runs it once."""
     pl = _pl()
-    lines = frame.select(pl.struct(pl.all()).struct.json_encode().alias("l"))
+    lazy = frame.lazy()
+    lines = lazy.select(pl.struct(exprs).struct.json_encode().alias("l")) \
+        .with_columns(pl.col("l").hash(seed=0).alias("h"))
+    verdict, out = pl.collect_all(
+        [lazy.select([c.alias(f"check{i}") for i, c in enumerate(checks)] or [pl.lit(True)]),
+         lines])
+    if not all(verdict.row(0)):
+        return None
     buffer = io.BytesIO()
-    lines.write_csv(buffer, include_header=False, quote_style="never")
-    return buffer.getvalue(), lines.to_series().hash(seed=0)
+    out.select("l").write_csv(buffer, include_header=False, quote_style="never")
+    return buffer.getvalue(), out["h"]
