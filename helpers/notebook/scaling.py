@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 # The streaming loop and the decision made for every chunk of records: read, normalize or
 # reject, write, checkpoint. Named, never located by line: the module changes under us.
-APPROACH = ("_Run._process_file", "_Run._write_lines", "_Run._checkpoint")
+APPROACH = ("_Run._process_file", "_Run._normalize", "_Run._write_lines", "_Run._checkpoint")
 OURS = "#1f77b4"
 OTHERS = "#b8b8b8"
 
