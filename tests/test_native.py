@@ -19,6 +19,7 @@ import json
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from unittest import mock
 
@@ -85,6 +86,25 @@ def test_each_real_world_file_gives_what_the_normalizer_gives(case, tmp_path):
     runs = ingest_three_ways(folder, tmp_path)
     assert_same(runs)
     assert runs["rows"]["lines"] or runs["rows"]["rejects"], "the case reads as nothing at all"
+
+
+@pytest.mark.parametrize("options", [
+    replace(SMALL, dedupe="drop"),
+    replace(SMALL, dedupe_budget_mb=0),  # room for one fingerprint: counted line by line
+    replace(SMALL, dedupe="off"),
+], ids=["drop", "past-the-budget", "off"])
+@pytest.mark.parametrize("case", ["playlist_track/pipes.txt", "track_facts/pandas_compact.json",
+                                  "tracks/excel_crlf.csv"])
+def test_duplicates_count_and_drop_alike_on_both_paths(case, options, tmp_path):
+    folder = tmp_path / "raw" / case.split("/")[0]
+    folder.mkdir(parents=True)
+    data = (FIXTURES / case).read_bytes()
+    (folder / f"a_{Path(case).name}").write_bytes(data)
+    (folder / f"b_{Path(case).name}").write_bytes(data)  # every record once more
+    runs = ingest_three_ways(folder, tmp_path, options)
+    assert_same(runs)
+    if options.dedupe != "off":
+        assert runs["rows"]["totals"]["duplicates"] > 0
 
 
 def test_the_native_path_takes_the_common_files(tmp_path, monkeypatch):

@@ -45,17 +45,23 @@ class Fingerprints:
     def count(self, n: int, hashes: Any, unique: list[int] | None = None) -> None:
         """Count the duplicates among n lines from their fingerprints alone (`hashes`, and the
         distinct ones, `unique`): what `filter` counts, without the lines."""
-        if self.mode == "off" or n == 0:
+        if self.mode == "off" or n == 0 or self._count_all(n, hashes, unique):
             return
-        if self.exact:
-            distinct = unique if unique is not None else hashes.unique().to_list()
-            new = set(distinct).difference(self.seen)
-            if len(self.seen) + len(new) <= self.capacity:
-                self.seen.update(new)
-                self._pending.extend(sorted(new))
-                self.duplicates += n - len(new)
-                return
         self._filter_one_by_one(None, hashes.to_list())
+
+    def _count_all(self, n: int, hashes: Any, unique: list[int] | None) -> bool:
+        """Count a whole batch from its distinct fingerprints, when the set is exact and they
+        all fit; False (nothing done) when the batch must go line by line."""
+        if not self.exact:
+            return False
+        distinct = unique if unique is not None else hashes.unique().to_list()
+        new = set(distinct).difference(self.seen)
+        if len(self.seen) + len(new) > self.capacity:
+            return False
+        self.seen.update(new)
+        self._pending.extend(sorted(new))
+        self.duplicates += n - len(new)
+        return True
 
     def filter_blob(self, blob: bytes, n: int, hashes: Any = None,
                     unique: list[int] | None = None) -> tuple[bytes, int]:
@@ -67,14 +73,8 @@ class Fingerprints:
             return blob, n
         if hashes is None:
             hashes = fingerprints(blob, n)
-        if self.mode == "count" and self.exact:
-            distinct = unique if unique is not None else hashes.unique().to_list()
-            new = set(distinct).difference(self.seen)
-            if len(self.seen) + len(new) <= self.capacity:
-                self.seen.update(new)
-                self._pending.extend(sorted(new))
-                self.duplicates += n - len(new)
-                return blob, n
+        if self.mode == "count" and self._count_all(n, hashes, unique):
+            return blob, n
         lines = blob.split(b"\n")[:n]
         kept = self._filter_one_by_one(lines, hashes.to_list())
         return (blob, n) if kept is lines else (b"".join(x + b"\n" for x in kept), len(kept))
