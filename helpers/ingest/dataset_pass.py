@@ -365,8 +365,9 @@ class _Run:
         units = self._ahead(source.units(), native_work(fmt, normalizer, options))
         for unit, native_result in units:
             if native_result is not None and source.clean:
-                self._write_lines(*native_result)
-                add_native_counts(counts, unit.n)
+                done = native_result
+                self._write_lines(done.blob, done.n, done.member, done.hashes, done.unique)
+                add_native_counts(counts, done.n, done.fallbacks)
                 done_with(unit.n, unit.first + unit.n, unit.first + unit.n)
                 continue
             parts, rows, last = [], 0, None
@@ -544,6 +545,18 @@ def new_counts(name: str, fmt: Format) -> dict[str, Any]:
             "damage": None}
 
 
+@dataclass(frozen=True)
+class NativeLines:
+    """A block the native path turned into output lines, as `_Run._write_lines` takes them."""
+
+    blob: bytes | None  # the lines, sent only when duplicates are to be dropped
+    n: int
+    member: bytes  # the lines as one gzip member
+    hashes: Any  # their fingerprints (a Polars Series), or None
+    unique: list[int] | None  # the distinct fingerprints, when counting
+    fallbacks: int = 0  # lines that held bytes read as cp1252
+
+
 def _settled(item: tuple[Any, Any, int], columns: int) -> tuple[Any, Any]:
     unit, result, submitted_with = item
     if isinstance(result, Future):
@@ -556,8 +569,7 @@ def native_work(fmt: Format, normalizer: Normalizer,
     """What turns one block of `fmt` into output lines without the GIL, or None where the
     native path never applies (JSON streams, escaped quotes, a header in error). The callable
     gets the number of output columns known when it was submitted, and returns None for a block
-    it cannot vouch for; otherwise the arguments of `_Run._write_lines`: the lines, their count,
-    the lines compressed into a gzip member, their fingerprints and the distinct ones."""
+    it cannot vouch for; otherwise `NativeLines`."""
     columns = tuple(native.Column(c.name, c.kind, c.nullable)
                     for c in normalizer.schema.columns)
     if fmt.kind == "csv":
@@ -585,6 +597,7 @@ def native_work(fmt: Format, normalizer: Normalizer,
     def vouched(block: Block, width: int) -> Any:
         if block.first < first_record:
             return None
+        fallbacks = 0
         if fmt.kind != "csv":
             known = tuple(native.Column(c.name, c.kind, c.nullable)
                           for c in normalizer.schema.columns[:width])
@@ -592,6 +605,11 @@ def native_work(fmt: Format, normalizer: Normalizer,
             encoded = encode(block.data, block.n, native.JsonSpec(known, rename))
         else:
             encoded = encode(block.data, block.n, spec)
+            if encoded is None and not native.is_utf8(block.data):
+                # As the reader decodes CSV: a byte sequence that is not UTF-8 is cp1252, and
+                # each line holding one is counted.
+                text, fallbacks = native.decode_with_fallback(block.data)
+                encoded = encode(text, block.n, spec)
         if encoded is None:
             return None
         blob, hashes = encoded
@@ -599,9 +617,9 @@ def native_work(fmt: Format, normalizer: Normalizer,
             return None
         member = gzip_member(blob, options.level)
         if options.dedupe == "drop":  # only dropping needs the lines again
-            return blob, block.n, member, hashes, None
+            return NativeLines(blob, block.n, member, hashes, None, fallbacks)
         unique = hashes.unique().to_list() if dedupe else None
-        return None, block.n, member, hashes if dedupe else None, unique
+        return NativeLines(None, block.n, member, hashes if dedupe else None, unique, fallbacks)
 
     return work
 
@@ -622,10 +640,11 @@ def key_columns(keys: list[str], schema: Schema, width: int) -> dict[str, str] |
     return out if len(set(out.values())) == len(out) else None
 
 
-def add_native_counts(counts: dict[str, Any], rows: int) -> None:
+def add_native_counts(counts: dict[str, Any], rows: int, fallbacks: int = 0) -> None:
     """A block the native path wrote: every line one row."""
     counts["rows"] += rows
     counts["physical_records"] += rows
+    counts["fallback_lines"] += fallbacks
 
 
 def add_counts(counts: dict[str, Any], result: Any) -> None:

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
+from helpers.ingest.lines import FALLBACK_ERRORS
+
 KINDS = ("integer", "number", "text")
 ITEM_BOUNDARY = re.compile(rb"\}[ \t\r\n]*,[ \t\r\n]*\{")  # between two objects of an array
 ESCAPED_KEY = re.compile(rb'\\u[0-9a-fA-F]{4}(?:[^"\\]|\\.)*":')  # a key with a \u escape
@@ -76,6 +78,22 @@ def _lines(blob: bytes) -> Any:
 
 
 Encoded = tuple[bytes, Any]  # output lines, each ending in a newline; their fingerprints
+
+
+def is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def decode_with_fallback(block: bytes) -> tuple[bytes, int]:
+    """The block in UTF-8, each byte sequence that is not UTF-8 read as cp1252 (as
+    `lines.decode_line` reads a line), and how many lines held one. A line break is never part
+    of a sequence, so the whole block decodes as its lines one by one would."""
+    text = block.decode("utf-8", FALLBACK_ERRORS).encode("utf-8")
+    return text, sum(1 for line in block.split(b"\n") if not is_utf8(line))
 
 
 @dataclass(frozen=True)
