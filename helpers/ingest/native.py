@@ -235,7 +235,10 @@ def _jsonl_lines(block: bytes, n: int, spec: JsonSpec) -> Encoded | None:
     block = _plain_lines(block)
     if block is None:
         return None
-    frame = _pl().read_ndjson(block)
+    try:  # types guessed from the first 100 lines, and from all of them when that was wrong
+        frame = _pl().read_ndjson(block)
+    except _pl().exceptions.ComputeError:
+        frame = _pl().read_ndjson(block, infer_schema_length=None)
     if frame.height != n:  # Polars skips blank lines, which the normalizer counts
         return None
     return _json_out(block, frame, spec, lines_are_records=True)
