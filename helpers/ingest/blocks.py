@@ -5,9 +5,15 @@ and the row-by-row reader's chunks for whatever the native path cannot take.
 of line endings). A `Block` holds lines [first, first + n) of the file exactly as
 `lines.split_lines` counts them: that holds while no lone `\r` ends a line and no line is over the
 limit, which the source checks as it reads; from the first block where either happens, the rest of
-the file comes from `split_lines` itself (`Batch`es). Blocks end where the line index is a
-multiple of the block size, itself a multiple of `chunk_rows` and a divisor of the checkpoint
-interval, so checkpoints fall on the same lines as with the row-by-row reader alone.
+the file comes from `split_lines` itself (`Batch`es). A block never runs past a multiple of the
+block size (itself a multiple of `chunk_rows` and a divisor of the checkpoint interval, so
+checkpoints fall on the same lines as with the row-by-row reader alone), holds about
+`BLOCK_BYTES` at most, and a CSV file's header lines make a block of their own. Where a block
+ends depends on the content from its start only, so a resumed run cuts the same blocks.
+
+A JSON array of objects is cut into `ArrayBlock`s between items in the same way; an array the
+cuts cannot follow (not of objects, an item over the limit, `}, {` inside a string) goes to the
+row-by-row reader from the first item they could not take.
 
 `FileSource.chunks(unit)` turns any unit into the row-by-row reader's chunks, in order, through
 the same CSV assembler for the whole file: what the normalizer reads when the native path did not
