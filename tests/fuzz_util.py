@@ -17,8 +17,8 @@ def memory_cap():
         return
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     used = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
-    # Address space, not memory: Polars' allocator and thread pool reserve gigabytes of it up
-    # front (untouched, so never resident), hence the room above what the process uses.
+    # Address space, not memory: allocators reserve more than they touch, hence the room. Not
+    # for code that runs Polars (see test_fuzz_ingest.py).
     room = 4 << 30
     cap = used + room if hard == resource.RLIM_INFINITY else min(used + room, hard)
     resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
