@@ -56,7 +56,7 @@ from helpers.ingest.sniff import Format
 
 READ_BYTES = 1 << 20
 NATIVE_LINES = 20_000  # lines per block at most: Polars' cost per call is paid per block
-BLOCK_BYTES = 1 << 20  # and about this many bytes, to bound the memory of blocks in flight
+BLOCK_BYTES = 1 << 19  # and about this many bytes, to bound the memory of blocks in flight
 JSON_SPACE = b" \t\r\n"
 
 
@@ -356,14 +356,14 @@ class FileSource:
         if isinstance(unit, Batch):
             yield self._chunk(unit.first, unit.lines, unit.fallbacks)
             return
-        lines = decode_block(unit.data) if self.fmt.kind == "csv" else \
-            Lines(unit.data.splitlines(keepends=True))
-        if len(unit.data) > self.limits.max_record_bytes:  # as split_lines marks them
-            lines = mark_too_long(lines, self.limits.max_record_bytes)
-        fallbacks = list(lines.fallbacks)
-        for start, stop in _aligned(unit.first, len(lines), self.chunk_rows):
-            below = sum(1 for i in fallbacks if start <= i < stop)
-            yield self._chunk(unit.first + start, Lines(lines[start:stop]), below)
+        # A chunk's lines at a time: a whole block of decoded lines would be many objects.
+        raw = unit.data.splitlines(keepends=True)
+        for start, stop in _aligned(unit.first, unit.n, self.chunk_rows):
+            piece = b"".join(raw[start:stop])
+            lines = decode_block(piece) if self.fmt.kind == "csv" else Lines(raw[start:stop])
+            if len(piece) > self.limits.max_record_bytes:  # as split_lines marks them
+                lines = mark_too_long(lines, self.limits.max_record_bytes)
+            yield self._chunk(unit.first + start, lines, len(lines.fallbacks))
 
     def finish(self) -> Iterator[Chunk]:
         """What is left at the end of the file: a record still open."""

@@ -373,11 +373,11 @@ class _Run:
             parts, rows, last = [], 0, None
             for chunk in source.chunks(unit):
                 lines, records = self._normalize(normalizer, chunk, counts)
-                parts += lines
+                parts.append(b"".join(line + b"\n" for line in lines))
                 rows, last = rows + len(lines), chunk
                 if progress is not None:
                     progress(records)
-            self._write_lines(b"".join(line + b"\n" for line in parts), rows)
+            self._write_lines(b"".join(parts), rows)
             if last is not None:
                 done_with(0, last.batch_end, last.resume_at)
             if source.exhausted:  # the row-by-row reader reads the rest: a member per chunk

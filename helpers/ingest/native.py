@@ -32,9 +32,9 @@ ITEM_BOUNDARY = re.compile(rb"\}[ \t\r\n]*,[ \t\r\n]*\{")  # between two objects
 ESCAPED_KEY = re.compile(rb'\\u[0-9a-fA-F]{4}(?:[^"\\]|\\.)*":')  # a key with a \u escape
 ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89abAB]")
 # Polars' allocator (jemalloc) keeps freed pages for ten seconds by default: a run would hold
-# the peak of every block it has seen. Half a second returns them between blocks at little cost
+# the peak of every block it has seen. A tenth of a second returns them between blocks cheaply
 # (with zero, the kernel spends seconds mapping pages back in); one arena for all threads.
-ALLOCATOR = "dirty_decay_ms:500,muzzy_decay_ms:0,narenas:1"
+ALLOCATOR = "dirty_decay_ms:100,muzzy_decay_ms:0,narenas:1"
 
 
 def use_threads(jobs: int) -> None:
