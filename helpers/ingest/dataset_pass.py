@@ -6,6 +6,8 @@ Each file is opened once for its sample and read once for its records.
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -430,10 +432,8 @@ class _Run:
             for unit in units:
                 if not isinstance(unit, Block):
                     result: Any = None
-                elif self.pool is None:
-                    result = work(unit, columns())
                 else:
-                    result = self.pool.submit(work, unit, columns())
+                    result = (self.pool or _inline_pool()).submit(work, unit, columns())
                 pending.append((unit, result, columns()))
                 while len(pending) > self.window:
                     yield _settled(pending.popleft(), columns())
@@ -545,6 +545,16 @@ def new_counts(name: str, fmt: Format) -> dict[str, Any]:
             "damage": None}
 
 
+_INLINE: list[DaemonPool] = []
+
+
+def _inline_pool() -> DaemonPool:
+    """One thread for runs without a pool: the same time limit applies to them."""
+    if not _INLINE:
+        _INLINE.append(DaemonPool(1))
+    return _INLINE[0]
+
+
 @dataclass(frozen=True)
 class NativeLines:
     """A block the native path turned into output lines, as `_Run._write_lines` takes them."""
@@ -557,10 +567,55 @@ class NativeLines:
     fallbacks: int = 0  # lines that held bytes read as cp1252
 
 
+NATIVE_TIMEOUT = 60.0  # seconds one block may take on the native path
+
+
+class DaemonPool:
+    """Threads that never keep the interpreter from exiting. A Polars call that never returned
+    was seen in long test sessions (cause unknown): such a call then costs its thread, and the
+    run goes on through the normalizer (see `_settled`)."""
+
+    def __init__(self, workers: int) -> None:
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._workers = max(1, workers)
+        for i in range(self._workers):
+            threading.Thread(target=self._work, name=f"native-{i}", daemon=True).start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        future: Future = Future()
+        self._queue.put((future, fn, args))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            future, fn, args = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                future.set_exception(exc)
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        """Idle threads end; a thread stuck in a call stays, never joined."""
+        for _ in range(self._workers):
+            self._queue.put(None)
+
+
+_stalled = threading.Event()  # a native call timed out: the rest of the process goes without
+
+
 def _settled(item: tuple[Any, Any, int], columns: int) -> tuple[Any, Any]:
     unit, result, submitted_with = item
     if isinstance(result, Future):
-        result = result.result()
+        try:
+            result = result.result(timeout=NATIVE_TIMEOUT)
+        except TimeoutError:
+            _stalled.set()
+            result = None
     return unit, result if submitted_with == columns else None
 
 
@@ -570,6 +625,8 @@ def native_work(fmt: Format, normalizer: Normalizer,
     native path never applies (JSON streams, escaped quotes, a header in error). The callable
     gets the number of output columns known when it was submitted, and returns None for a block
     it cannot vouch for; otherwise `NativeLines`."""
+    if _stalled.is_set():
+        return None
     columns = tuple(native.Column(c.name, c.kind, c.nullable)
                     for c in normalizer.schema.columns)
     if fmt.kind == "csv":

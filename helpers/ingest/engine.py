@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import asdict
 from datetime import datetime
@@ -22,6 +21,7 @@ from helpers.errors import InputError
 from helpers.ingest import native
 from helpers.ingest.dataset_pass import (
     AppendRefused,
+    DaemonPool,
     Options,
     ingest_dataset,
     plan_dataset,
@@ -173,7 +173,7 @@ def _run_all(folders: list[Path], out: Path, options: Options, fresh: bool,
     native.use_threads(jobs)
     bar = _progress_bar(progress)
     counter.bar = bar
-    pool = ThreadPoolExecutor(jobs, thread_name_prefix="ingest") if jobs > 1 else None
+    pool = DaemonPool(jobs) if jobs > 1 else None
     try:
         for folder in folders:
             finished(folder.name, ingest_dataset(folder, out, options, fresh, counter.add,
