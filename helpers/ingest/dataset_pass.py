@@ -374,9 +374,9 @@ class _Run:
                 continue
             parts, rows, last = [], 0, None
             for chunk in source.chunks(unit):
-                lines, records = self._normalize(normalizer, chunk, counts)
-                parts.append(b"".join(line + b"\n" for line in lines))
-                rows, last = rows + len(lines), chunk
+                blob, n, records = self._normalize(normalizer, chunk, counts)
+                parts.append(blob)
+                rows, last = rows + n, chunk
                 if progress is not None:
                     progress(records)
             self._write_lines(b"".join(parts), rows)
@@ -385,13 +385,12 @@ class _Run:
             if source.exhausted:  # the row-by-row reader reads the rest: a member per chunk
                 units.close()
                 for chunk in source.rest():
-                    lines, records = self._normalize(normalizer, chunk, counts)
-                    self._write_lines(b"".join(line + b"\n" for line in lines), len(lines))
+                    blob, n, records = self._normalize(normalizer, chunk, counts)
+                    self._write_lines(blob, n)
                     done_with(records, chunk.batch_end, chunk.resume_at)
                 break
         for chunk in source.finish():
-            lines, _ = self._normalize(normalizer, chunk, counts)
-            self._write_lines(b"".join(line + b"\n" for line in lines), len(lines))
+            self._write_lines(*self._normalize(normalizer, chunk, counts)[:2])
         counts["renamed"] = normalizer.renamed
         self.events += [f"{path.name}: column {new!r} is the field written {old!r}"
                         for new, old in counts["renamed"].items()]
@@ -404,12 +403,14 @@ class _Run:
         stats["files"].append(counts)
 
     def _normalize(self, normalizer: Normalizer, chunk: Chunk,
-                   counts: dict[str, Any]) -> tuple[list[bytes], int]:
-        """The chunk's output lines (its rejects are written), and how many records it held."""
+                   counts: dict[str, Any]) -> tuple[bytes, int, int]:
+        """The chunk's output lines, each ending in a newline, and how many (its rejects are
+        written); and how many records it held."""
         result = normalizer.chunk(chunk)
         self._write_rejects(result.rejects)
         add_counts(counts, result)
-        return result.lines, len(chunk.records)
+        blob = b"".join(line + b"\n" for line in result.lines)
+        return blob, len(result.lines), len(chunk.records)
 
     def _ahead(self, units: Iterator[Any], work: Callable[[Block, int], Any] | None
                ) -> Iterator[tuple[Any, Any]]:
