@@ -18,6 +18,7 @@ import gzip
 import json
 import shutil
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -130,6 +131,52 @@ def test_the_native_path_takes_the_common_files(tmp_path, monkeypatch):
     assert kinds == {"csv_lines", "jsonl_lines", "array_lines"}, taken
     assert sum(ok for _, ok in taken) >= 0.8 * len(taken), taken
 
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_native_call_that_never_returns_costs_its_block_not_the_run(jobs, tmp_path,
+                                                                      monkeypatch):
+    """Polars' rare lost wake-up (see `dataset_pass.DaemonPool`), played by a call that waits
+    until the test ends: that block goes through the normalizer after the time limit, the run
+    says so, the bytes are those of a run without the native path, and later blocks (and later
+    runs) still go native on a thread that replaces the stuck one."""
+    folder = tmp_path / "raw" / "tracks"
+    folder.mkdir(parents=True)
+    shutil.copy(FIXTURES / "tracks/excel_crlf.csv", folder)
+    (tmp_path / "three").mkdir()
+    expected = ingest_three_ways(folder, tmp_path / "three")["rows"]
+    release, calls, taken = threading.Event(), [], []
+    original = native.csv_lines
+
+    def hangs_once(block, n, spec):
+        calls.append(block)
+        if len(calls) == 1:
+            release.wait(30)  # far beyond the test's time limit; released at the end
+            return None
+        result = original(block, n, spec)
+        taken.append(result is not None)
+        return result
+
+    monkeypatch.setattr(native, "csv_lines", hangs_once)
+    monkeypatch.setattr(dataset_pass, "NATIVE_TIMEOUT", 0.5)
+    pool = dataset_pass.DaemonPool(jobs)
+    monkeypatch.setattr(dataset_pass, "_INLINE", [pool])  # the pool of a run without one
+    try:
+        entries = [ingest_dataset(folder, tmp_path / f"out{i}", SMALL, fresh=True,
+                                  pool=pool if jobs > 1 else None, window=jobs)
+                   for i in range(2)]
+    finally:
+        release.set()
+        pool.shutdown()
+    assert pool.stuck == 1
+    stalls = [e for e in entries[0]["events"] if "did not return" in e]
+    assert len(stalls) == 1 and stalls[0].startswith("excel_crlf.csv: "), entries[0]["events"]
+    assert not [e for e in entries[1]["events"] if "did not return" in e]
+    for i, entry in enumerate(entries):
+        out = tmp_path / f"out{i}" / entry["output"]
+        assert gzip.decompress(out.read_bytes()) == expected["lines"]
+        assert entry["rows_written"] == expected["totals"]["rows_written"]
+    assert taken and all(taken), taken  # every other block of both runs went native
 
 NATIVE_FUZZ = settings(max_examples=60, deadline=None,
                        phases=[p for p in Phase if p != Phase.explain],

@@ -364,7 +364,7 @@ class _Run:
 
         # Each unit becomes one gzip member however it was read, so that the output's bytes do
         # not depend on which blocks the native path took (see `_ahead`).
-        units = self._ahead(source.units(), native_work(fmt, normalizer, options))
+        units = self._ahead(source.units(), native_work(fmt, normalizer, options), path.name)
         for unit, native_result in units:
             if native_result is not None and source.clean:
                 done = native_result
@@ -412,8 +412,8 @@ class _Run:
         blob = b"".join(line + b"\n" for line in result.lines)
         return blob, len(result.lines), len(chunk.records)
 
-    def _ahead(self, units: Iterator[Any], work: Callable[[Block, int], Any] | None
-               ) -> Iterator[tuple[Any, Any]]:
+    def _ahead(self, units: Iterator[Any], work: Callable[[Block, int], Any] | None,
+               name: str) -> Iterator[tuple[Any, Any]]:
         """Each unit in order with its native result (None where there is none), the work
         running on the pool up to `window` units ahead of the one returned.
 
@@ -428,23 +428,42 @@ class _Run:
             for unit in units:
                 yield unit, None
             return
+        pool = self.pool or _inline_pool()
         pending: deque[tuple[Any, Future | Any, int]] = deque()
         try:
             for unit in units:
                 if not isinstance(unit, Block):
                     result: Any = None
                 else:
-                    result = (self.pool or _inline_pool()).submit(work, unit, columns())
+                    result = pool.submit(work, unit, columns())
                 pending.append((unit, result, columns()))
                 while len(pending) > self.window:
-                    yield _settled(pending.popleft(), columns())
+                    yield self._settled(pending.popleft(), columns(), pool, name)
             while pending:
-                yield _settled(pending.popleft(), columns())
+                yield self._settled(pending.popleft(), columns(), pool, name)
         finally:
             for _, result, _ in pending:
                 if isinstance(result, Future):
                     result.cancel()
             units.close()
+
+    def _settled(self, item: tuple[Any, Any, int], columns: int, pool: Any,
+                 name: str) -> tuple[Any, Any]:
+        """The unit and its native result, None if the output's columns changed since it was
+        submitted or if it did not come back within `NATIVE_TIMEOUT` (see `DaemonPool`)."""
+        unit, result, submitted_with = item
+        if isinstance(result, Future):
+            try:
+                result = result.result(timeout=NATIVE_TIMEOUT)
+            except TimeoutError:
+                if hasattr(pool, "replace_stuck"):
+                    pool.replace_stuck()
+                lines = f"{unit.first + 1:,}-{unit.first + unit.n:,}"
+                self.events.append(
+                    f"{name}: the native call on lines {lines} did not return within "
+                    f"{NATIVE_TIMEOUT:g} s (a rare Polars hang); the normalizer read them")
+                result = None
+        return unit, result if submitted_with == columns else None
 
     def _write_lines(self, blob: bytes | None, n: int, member: bytes | None = None,
                      hashes: Any = None, unique: list[int] | None = None) -> None:
@@ -572,15 +591,27 @@ NATIVE_TIMEOUT = 60.0  # seconds one block may take on the native path
 
 
 class DaemonPool:
-    """Threads that never keep the interpreter from exiting. A Polars call that never returned
-    was seen in long test sessions (cause unknown): such a call then costs its thread, and the
-    run goes on through the normalizer (see `_settled`)."""
+    """Threads that never keep the interpreter from exiting. Polars' streaming engine has a rare
+    lost wake-up (pola-rs/polars#27969: every executor thread parked while the caller waits), seen
+    here a few times in long test sessions and never reproduced on demand. Such a call costs its
+    thread: `replace_stuck` starts another, and the block goes through the normalizer."""
 
     def __init__(self, workers: int) -> None:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._workers = max(1, workers)
-        for i in range(self._workers):
-            threading.Thread(target=self._work, name=f"native-{i}", daemon=True).start()
+        self._workers = 0
+        self.stuck = 0  # threads given up on
+        for _ in range(max(1, workers)):
+            self._start()
+
+    def _start(self) -> None:
+        threading.Thread(target=self._work, name=f"native-{self._workers}", daemon=True).start()
+        self._workers += 1
+
+    def replace_stuck(self) -> None:
+        """A call on one of the threads has not returned in time: another takes its place (if
+        it ever returns, it goes back to work; the pool is then one thread larger)."""
+        self.stuck += 1
+        self._start()
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         future: Future = Future()
@@ -606,28 +637,12 @@ class DaemonPool:
             self._queue.put(None)
 
 
-_stalled = threading.Event()  # a native call timed out: the rest of the process goes without
-
-
-def _settled(item: tuple[Any, Any, int], columns: int) -> tuple[Any, Any]:
-    unit, result, submitted_with = item
-    if isinstance(result, Future):
-        try:
-            result = result.result(timeout=NATIVE_TIMEOUT)
-        except TimeoutError:
-            _stalled.set()
-            result = None
-    return unit, result if submitted_with == columns else None
-
-
 def native_work(fmt: Format, normalizer: Normalizer,
                 options: Options) -> Callable[[Block, int], Any] | None:
     """What turns one block of `fmt` into output lines without the GIL, or None where the
     native path never applies (JSON streams, escaped quotes, a header in error). The callable
     gets the number of output columns known when it was submitted, and returns None for a block
     it cannot vouch for; otherwise `NativeLines`."""
-    if _stalled.is_set():
-        return None
     columns = tuple(native.Column(c.name, c.kind, c.nullable)
                     for c in normalizer.schema.columns)
     if fmt.kind == "csv":
