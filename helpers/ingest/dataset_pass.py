@@ -210,6 +210,7 @@ class _Run:
         self.ckpt = checkpoint.Checkpoint(signature, option_record(options))
         self.pool: Executor | None = None
         self.window = 0
+        self.native_off = False  # set when a native call did not come back (see `_settled`)
         self.ckpt.stats = {"files": [], "rows_written": 0, "rows_rejected": 0,
                            "rows_dropped": 0, "history": [], "run_from": 0}
         self.saved, self.done_ckpt, self.append_only = saved, done, append_only
@@ -432,7 +433,7 @@ class _Run:
         pending: deque[tuple[Any, Future | Any, int]] = deque()
         try:
             for unit in units:
-                if not isinstance(unit, Block):
+                if not isinstance(unit, Block) or self.native_off:
                     result: Any = None
                 else:
                     result = pool.submit(work, unit, columns())
@@ -450,7 +451,9 @@ class _Run:
     def _settled(self, item: tuple[Any, Any, int], columns: int, pool: Any,
                  name: str) -> tuple[Any, Any]:
         """The unit and its native result, None if the output's columns changed since it was
-        submitted or if it did not come back within `NATIVE_TIMEOUT` (see `DaemonPool`)."""
+        submitted or if it did not come back within `NATIVE_TIMEOUT` (see `DaemonPool`): the
+        rest of the run then goes without the native path, since what stopped one call may
+        stop the next."""
         unit, result, submitted_with = item
         if isinstance(result, Future):
             try:
@@ -458,10 +461,11 @@ class _Run:
             except TimeoutError:
                 if hasattr(pool, "replace_stuck"):
                     pool.replace_stuck()
+                self.native_off = True
                 lines = f"{unit.first + 1:,}-{unit.first + unit.n:,}"
                 self.events.append(
                     f"{name}: the native call on lines {lines} did not return within "
-                    f"{NATIVE_TIMEOUT:g} s (a rare Polars hang); the normalizer read them")
+                    f"{NATIVE_TIMEOUT:g} s; the normalizer read them and the rest of the run")
                 result = None
         return unit, result if submitted_with == columns else None
 
@@ -591,10 +595,11 @@ NATIVE_TIMEOUT = 60.0  # seconds one block may take on the native path
 
 
 class DaemonPool:
-    """Threads that never keep the interpreter from exiting. Polars' streaming engine has a rare
-    lost wake-up (pola-rs/polars#27969: every executor thread parked while the caller waits), seen
-    here a few times in long test sessions and never reproduced on demand. Such a call costs its
-    thread: `replace_stuck` starts another, and the block goes through the normalizer."""
+    """Threads that never keep the interpreter from exiting, so that a Polars call that never
+    returns costs its thread and not the process: `replace_stuck` starts another. One cause is
+    known and avoided (`native._encode` runs its query on the in-memory engine: a query failing
+    on the streaming engine could kill one of Polars' executor threads, and with all of them
+    gone every later read waits forever); this is the guard for causes not known."""
 
     def __init__(self, workers: int) -> None:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()

@@ -346,14 +346,18 @@ def _dtype(column: Column) -> Any:
 def _encode(frame: Any, checks: list[Any], exprs: list[Any]) -> Encoded | None:
     """The output columns (`exprs`) as JSON Lines (the normalizer's bytes: compact, keys in
     column order, orjson's numbers and escapes) and each line's fingerprint, if every check
-    holds: one query for all of it, so Polars plans and runs it once."""
+    holds: one query for all of it, so Polars plans and runs it once.
+
+    On the in-memory engine: in Polars 2.1 a query that fails on the streaming engine (a strict
+    cast, say) can panic one of its executor threads ("joined on cancelled task"), and once all
+    of them are gone every later scan in the process waits forever (`tests/test_native.py`)."""
     pl = _pl()
     lazy = frame.lazy()
     lines = lazy.select(pl.struct(exprs).struct.json_encode().alias("l")) \
         .with_columns(pl.col("l").hash(seed=0).alias("h"))
     verdict, out = pl.collect_all(
         [lazy.select([c.alias(f"check{i}") for i, c in enumerate(checks)] or [pl.lit(True)]),
-         lines])
+         lines], engine="in-memory")
     if not all(verdict.row(0)):
         return None
     buffer = io.BytesIO()
