@@ -46,6 +46,17 @@ def test_a_killed_run_resumes_to_the_clean_runs_bytes(faulty_raw, ingested, tmp_
     assert frame["equal"].all(), frame
 
 
+def test_the_kill_lands_at_the_same_place_on_every_run(faulty_raw, tmp_path):
+    """Between the first and second checkpoints, wherever the threads are: the notebook's
+    figures are the same on every run."""
+    demos = [crash_and_resume(faulty_raw, tmp_path / f"crash{i}", "playlist_track",
+                              CRASH_OPTIONS, log_dir=tmp_path / f"logs{i}") for i in range(2)]
+    first, second = demos
+    assert first.checkpoint == second.checkpoint
+    assert first.part_bytes_on_disk == second.part_bytes_on_disk
+    assert first.resumed["events"] == second.resumed["events"]
+
+
 def test_the_whole_demo_runs_in_a_temporary_folder_and_leaves_nothing(chinook_db, private_tmp):
     demo = crash_demo(chinook_db, "playlist_track", CRASH_OPTIONS, scale=2)
     assert demo.killed_returncode == -9
@@ -60,7 +71,7 @@ def test_a_run_that_fails_before_any_checkpoint_says_why(faulty_raw, tmp_path):
     with pytest.raises(HelpersError) as error:
         crash_and_resume(faulty_raw, tmp_path / "crash", "no_such_dataset", CRASH_OPTIONS,
                          log_dir=tmp_path / "logs")
-    assert "before its first checkpoint" in error.value.message
+    assert "before its second checkpoint" in error.value.message
     assert "no dataset folder named no_such_dataset" in error.value.message
 
 

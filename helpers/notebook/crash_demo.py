@@ -1,9 +1,13 @@
 """Crash safety, shown rather than claimed: kill an ingestion part-way, resume it, compare.
 
 `crash_and_resume` runs `python -m helpers ingest` for one dataset in a subprocess of its own
-session, kills the whole process group with SIGKILL (no cleanup handler can run) as soon as a
-checkpoint is on disk, records what the dead run left behind, then runs the very same command
-again. `compare_runs` sets the resumed output beside a clean run's, byte for byte.
+session, kills the whole process group with SIGKILL (no cleanup handler can run) between its
+first and second checkpoints, records what the dead run left behind, then runs the very same
+command again. `compare_runs` sets the resumed output beside a clean run's, byte for byte.
+
+The run stops itself (SIGSTOP) as its second checkpoint begins, and is killed there: a kill
+timed from outside lands wherever the threads happen to be, and the demo would show other
+figures on every run.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import psutil
 
 from helpers.errors import HelpersError, InputError
 from helpers.fs import sha256_of
@@ -31,6 +36,20 @@ from helpers.ingest.folders import log_folder, state_folder
 # ours to empty.
 INGEST_ARTEFACTS = (".ingest", "_rejects", "_manifest.json", "._manifest.json.tmp")
 HASH_SHOWN = 16  # hex digits of a sha256 shown in a table; equality is checked on all 64
+# The CLI (its arguments follow), stopping its own process as the second checkpoint begins.
+STOP_AT_SECOND_CHECKPOINT = """
+import os, signal, sys
+from helpers.cli import main
+from helpers.ingest.dataset_pass import _Run
+original, calls = _Run._checkpoint, [0]
+def checkpoint(self, *args, **kwargs):
+    calls[0] += 1
+    if calls[0] == 2:
+        os.kill(os.getpid(), signal.SIGSTOP)
+    return original(self, *args, **kwargs)
+_Run._checkpoint = checkpoint
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 @dataclass
@@ -71,13 +90,13 @@ def crash_demo(db: str | Path, dataset: str, options: Options, scale: int = 20,
 def crash_and_resume(raw: str | Path, out: str | Path, dataset: str, options: Options,
                      log_dir: str | Path | None = None, poll: float = 0.02,
                      timeout: float = 600) -> CrashDemo:
-    """Ingest `dataset` of `raw` into the scratch folder `out`, kill it after its first
-    checkpoint, then resume it with the same command; `out` is emptied first."""
+    """Ingest `dataset` of `raw` into the scratch folder `out`, kill it between its first and
+    second checkpoints, then resume it with the same command; `out` is emptied first."""
     raw, out = Path(raw), Path(out)
     clear_scratch(out)
     command = ingest_command(raw, out, dataset, options, log_dir)
     checkpoint_path = state_folder(out) / f"{dataset}.json"
-    returncode = _run_until(command, checkpoint_path, poll, timeout)
+    returncode = _run_until(command, poll, timeout)
     saved = checkpoint.read(checkpoint_path)
     if saved is None:
         raise HelpersError("the killed run left no readable checkpoint", path=checkpoint_path,
@@ -118,24 +137,25 @@ def clear_scratch(out: Path) -> None:
     shutil.rmtree(out)
 
 
-def _run_until(command: list[str], checkpoint: Path, poll: float, timeout: float) -> int:
-    """Start the command and SIGKILL its process group once `checkpoint` exists."""
+def _run_until(command: list[str], poll: float, timeout: float) -> int:
+    """Start the command, and SIGKILL its process group once it has stopped itself at its
+    second checkpoint (`STOP_AT_SECOND_CHECKPOINT`)."""
     with tempfile.TemporaryFile() as stderr:
-        # A session of its own, so the kill reaches the run and any worker it started.
-        proc = subprocess.Popen([sys.executable, "-m", "helpers", *command],
+        # A session of its own, so the kill reaches the run and every thread it started.
+        proc = subprocess.Popen([sys.executable, "-c", STOP_AT_SECOND_CHECKPOINT, *command],
                                 stdout=subprocess.DEVNULL, stderr=stderr,
                                 start_new_session=True)
         deadline = time.monotonic() + timeout
         try:
-            while not checkpoint.exists():
+            while not _stopped(proc.pid):
                 if proc.poll() is not None:
                     stderr.seek(0)
                     raise HelpersError(
-                        f"the run ended (exit {proc.returncode}) before its first checkpoint: "
+                        f"the run ended (exit {proc.returncode}) before its second checkpoint: "
                         f"{stderr.read().decode(errors='replace').strip() or 'no message'}",
                         fix="Use a larger dataset or a smaller --checkpoint-rows")
                 if time.monotonic() > deadline:
-                    raise HelpersError(f"no checkpoint after {timeout:.0f} s",
+                    raise HelpersError(f"no second checkpoint after {timeout:.0f} s",
                                        fix="Check that the raw folder holds the dataset")
                 time.sleep(poll)
         finally:
@@ -143,6 +163,13 @@ def _run_until(command: list[str], checkpoint: Path, poll: float, timeout: float
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     return proc.returncode
+
+
+def _stopped(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_STOPPED
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _run_to_end(command: list[str]) -> None:
