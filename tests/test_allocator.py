@@ -1,5 +1,5 @@
 """The run's threads share one malloc arena (`native.use_threads`): memory a worker frees is
-reused by the others, which glibc's arena per thread would keep apart (about 10 MiB at scale 500).
+reused by the others, which glibc's arena per thread would keep apart (about 8 MiB at scale 500).
 glibc reports its arenas (`malloc_info`): a process whose threads allocate large buffers shows
 one heap after the call, several without it."""
 
