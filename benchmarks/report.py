@@ -96,15 +96,26 @@ def targets(scale: int, summary: dict, smallest: dict | None) -> list[dict]:
 
 
 def jobs_targets(jobs: dict) -> list[dict]:
-    """One dataset on two threads against one: the speed-up, and the same bytes."""
+    """One dataset on two threads against one: the speed-up, and the same output."""
     if "speedup" not in jobs:
         return []
+    same = _same_output(jobs)
     return [{"target": f"(a) one dataset at least {JOBS_SPEEDUP}x faster with --jobs 2 than "
-                       "with --jobs 1, with identical output bytes",
+                       "with --jobs 1, with the same output (members and lines)",
              "figure": f"{jobs['dataset']}: {jobs['jobs_1']['wall_s']:.1f} s against "
-                       f"{jobs['jobs_2']['wall_s']:.1f} s, {jobs['speedup']:.2f}x; bytes "
-                       f"{'identical' if jobs['same_bytes'] else 'DIFFER'}",
-             "met": jobs["speedup"] >= JOBS_SPEEDUP and jobs["same_bytes"]}]
+                       f"{jobs['jobs_2']['wall_s']:.1f} s, {jobs['speedup']:.2f}x; output "
+                       f"{'the same' if same else 'DIFFERS'}, {_bytes_said(jobs)}",
+             "met": jobs["speedup"] >= JOBS_SPEEDUP and same}]
+
+
+def _same_output(jobs: dict) -> bool:
+    return jobs.get("same_output", jobs["same_bytes"])  # results from before the key had bytes
+
+
+def _bytes_said(jobs: dict) -> str:
+    if jobs["same_bytes"]:
+        return "compressed bytes identical"
+    return "compressed bytes differ (ISA-L: see helpers/ingest/writer.py)"
 
 
 def growth(scales: dict) -> dict:
@@ -221,8 +232,9 @@ def _jobs_section(jobs: dict | None) -> list[str]:
             "threads and written in order by one.", "",
             "| run | wall s | best wall s | CPU s | peak RSS, tree MiB |",
             "|---|---:|---:|---:|---:|", *rows, "",
-            f"--jobs 1 / --jobs 2 = {jobs['speedup']:.2f}x; output bytes "
-            f"{'identical' if jobs['same_bytes'] else '**differ**'}.", ""]
+            f"--jobs 1 / --jobs 2 = {jobs['speedup']:.2f}x; output "
+            f"{'the same' if _same_output(jobs) else '**differs**'}, {_bytes_said(jobs)}.",
+            ""]
 
 
 def _growth_section(found: dict | None) -> list[str]:

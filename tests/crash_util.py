@@ -10,7 +10,6 @@ import: each file builds its own.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import signal
@@ -25,7 +24,9 @@ from typing import Any
 import orjson
 import pytest
 
+from helpers.fs import sha256_of
 from helpers.ingest import checkpoint
+from helpers.ingest.writer import member_digests
 from helpers.rawgen.generate import make_raw
 
 SCALE = 10  # about 8 MB: a second or two per run, with dozens of checkpoints
@@ -130,21 +131,24 @@ def a_dataset_finished(out: Path):
 
 
 def outputs(out: Path, datasets: list[str] | None = None) -> dict[str, Any]:
-    """sha256 of every output and each manifest field, flat so that a failure names the field;
-    minus what differs between two good runs: timing (seconds, and when each run in the history
-    finished) and events (they say whether it resumed)."""
+    """Each output's members (the sha256 of each one's lines) and each manifest field, flat so
+    that a failure names the field; minus what differs between two good runs: timing (seconds,
+    and when each run in the history finished), events (they say whether it resumed) and the
+    compressed bytes (ISA-L may encode the same lines another way: helpers/ingest/writer.py),
+    which the manifest must describe as they are."""
     manifest = orjson.loads((out / "_manifest.json").read_bytes())
     manifest.pop("_run")
     found = {}
     for name in datasets or sorted(manifest):
         entry = manifest[name]
+        output = out / entry["output"]
+        assert (entry["bytes"], entry["sha256"]) == (output.stat().st_size, sha256_of([output]))
         entry["history"] = [{k: v for k, v in h.items() if k != "finished"}  # a timestamp
                             for h in entry["history"]]
         found |= {f"manifest {name} {key}": value for key, value in entry.items()
-                  if key not in ("seconds", "events")}
-        for path in (out / f"{name}.json.gz", out / "_rejects" / f"{name}.jsonl.gz"):
-            found[path.relative_to(out).as_posix()] = hashlib.sha256(
-                path.read_bytes()).hexdigest()
+                  if key not in ("seconds", "events", "bytes", "sha256")}
+        for path in (output, out / "_rejects" / f"{name}.jsonl.gz"):
+            found[path.relative_to(out).as_posix()] = member_digests(path)
     return found
 
 

@@ -143,17 +143,20 @@ def test_targets_say_which_one_is_missed(wall_d, wall_c, wall_e, peak, missed):
         assert any(word in t for t in missed_targets)
 
 
-@pytest.mark.parametrize("one, two, same, met", [
-    (10.0, 5.5, True, True), (10.0, 6.5, True, False), (10.0, 5.0, False, False)])
-def test_the_jobs_target_needs_the_speed_up_and_the_same_bytes(one, two, same, met):
-    jobs = {"dataset": "tracks", "runs": 1, "speedup": round(one / two, 2), "same_bytes": same,
+@pytest.mark.parametrize("one, two, same, same_bytes, met", [
+    (10.0, 5.5, True, True, True), (10.0, 5.5, True, False, True),
+    (10.0, 6.5, True, True, False), (10.0, 5.0, False, False, False)])
+def test_the_jobs_target_needs_the_speed_up_and_the_same_output(one, two, same, same_bytes, met):
+    jobs = {"dataset": "tracks", "runs": 1, "speedup": round(one / two, 2), "same_output": same,
+            "same_bytes": same_bytes,
             "jobs_1": {"wall_s": one, "wall_min_s": one, "cpu_s": one, "peak_tree_mib": 90},
             "jobs_2": {"wall_s": two, "wall_min_s": two, "cpu_s": one, "peak_tree_mib": 95}}
     (target,) = report.jobs_targets(jobs)
     assert target["met"] is met
     assert f"{one / two:.2f}x" in target["figure"]
+    assert ("bytes identical" if same_bytes else "bytes differ") in target["figure"]
     text = "\n".join(report._jobs_section(jobs))
-    assert "| --jobs 2 |" in text and ("identical" if same else "**differ**") in text
+    assert "| --jobs 2 |" in text and ("the same" if same else "**differs**") in text
 
 
 @pytest.mark.parametrize("small, large, met", [(9.0, 39.0, True), (9.0, 40.5, False)])

@@ -10,8 +10,10 @@ import pytest
 from helpers.chinook.datasets import DATASETS
 from helpers.cli import main
 from helpers.errors import InputError
+from helpers.fs import sha256_of
 from helpers.ingest.dataset_pass import Options
 from helpers.ingest.engine import ingest
+from helpers.ingest.writer import member_digests
 from helpers.rawgen.generate import make_raw
 
 from .ingest_util import read_lines
@@ -120,15 +122,15 @@ def test_the_manifest_file_is_keyed_by_dataset(ingested):
     assert not (out / ".ingest" / "state").exists()
 
 
-def test_the_same_input_gives_byte_identical_output(raw, ingested, tmp_path):
+def test_the_same_input_gives_the_same_members_holding_the_same_lines(raw, ingested, tmp_path):
     folder, _ = raw
     out, manifest, _ = ingested
     again = ingest(folder, tmp_path, options=Options(chunk_rows=1000), jobs=1, progress=False,
                    log_dir=None)
     for name in DATASETS:
-        assert again[name]["sha256"] == manifest[name]["sha256"]
-        assert (tmp_path / "_rejects" / f"{name}.jsonl.gz").read_bytes() == (
-            out / "_rejects" / f"{name}.jsonl.gz").read_bytes()
+        for path in (f"{name}.json.gz", f"_rejects/{name}.jsonl.gz"):
+            assert member_digests(tmp_path / path) == member_digests(out / path), path
+        assert again[name]["sha256"] == sha256_of([tmp_path / f"{name}.json.gz"])
 
 
 def test_drop_keeps_first_occurrences_only(raw, chinook_db, tmp_path):

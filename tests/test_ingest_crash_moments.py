@@ -1,8 +1,9 @@
 """Crash safety of `python -m helpers ingest`: SIGKILL at any moment (while starting, inside a
 file, between datasets, at exact moments such as mid gzip member or between the rename and the
 checkpoint's removal, twice in a row, or the main process alone), then the same command again,
-gives the bytes of a run that was never interrupted, resuming from the checkpoint; and clean runs
-give the same bytes every time. The runners and fixtures are in tests/crash_util.py.
+gives the output of a run that was never interrupted (the same members holding the same lines),
+resuming from the checkpoint; and clean runs give the same output every time. The runners and
+fixtures are in tests/crash_util.py.
 """
 
 from __future__ import annotations

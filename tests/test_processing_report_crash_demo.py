@@ -82,9 +82,10 @@ def test_compare_runs_shows_a_difference(ingested, tmp_path):
     rejects = other / "_rejects" / "tracks.jsonl.gz"
     rejects.write_bytes(gzip.compress(b""))
     frame = compare_runs(clean, other, "tracks")
-    assert not frame.loc["rejects sha256", "equal"]
-    assert frame.drop(index="rejects sha256")["equal"].all()
-    assert frame.loc["output sha256", "clean run"].endswith("…")
+    assert not frame.loc["rejects lines, sha256", "equal"]
+    assert frame.drop(index="rejects lines, sha256")["equal"].all()
+    assert frame.loc["output lines, sha256", "clean run"].endswith("…")
+    assert frame.loc["gzip members", "clean run"] > 1
 
 
 def test_clear_scratch_empties_an_ingestion_folder_and_refuses_any_other(tmp_path):

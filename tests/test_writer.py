@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import os
 import zlib
 
-from helpers.ingest.writer import MemberWriter
+import pytest
+
+from helpers.ingest.writer import MemberWriter, member_digests
 
 
 def members(data: bytes) -> int:
@@ -71,3 +74,40 @@ def test_the_output_has_no_timestamp_so_equal_input_gives_equal_bytes(tmp_path):
         outputs.append((tmp_path / name).read_bytes())
     assert outputs[0] == outputs[1]
     assert outputs[0][4:8] == b"\0\0\0\0"  # MTIME is zero
+
+
+def test_member_digests_follow_the_lines_and_the_cuts_not_the_compressed_bytes(tmp_path):
+    lines = [b'{"n":%d,"name":"track %d"}\n' % (n, n * 7) * 50 for n in range(6)]
+    paths = []
+    for name, level in (("fast.gz", 0), ("small.gz", 3)):
+        writer = MemberWriter(tmp_path / name, level=level)
+        for cut in (lines[:2], lines[2:]):
+            writer.write(b"".join(cut))
+            writer.end_member()
+        writer.close()
+        paths.append(tmp_path / name)
+    assert paths[0].read_bytes() != paths[1].read_bytes()
+    assert member_digests(paths[0]) == member_digests(paths[1])
+    assert len(member_digests(paths[0])) == 2
+    recut = MemberWriter(tmp_path / "recut.gz")  # the same lines, cut elsewhere
+    for cut in (lines[:3], lines[3:]):
+        recut.write(b"".join(cut))
+        recut.end_member()
+    recut.close()
+    assert member_digests(tmp_path / "recut.gz") != member_digests(paths[0])
+
+
+def test_member_digests_name_a_file_whose_last_member_is_cut_short(tmp_path):
+    path = tmp_path / "out.gz"
+    writer = MemberWriter(path)
+    writer.write(os.urandom(5000) + b"\n")  # stored: a cut leaves a valid prefix
+    writer.end_member()
+    writer.write(b"a line\n" * 100)
+    writer.close()
+    whole = path.read_bytes()
+    path.write_bytes(whole[:100])
+    with pytest.raises(ValueError, match="out.gz: the last gzip member is cut short"):
+        member_digests(path)
+    path.write_bytes(whole[:-8] + bytes(4) + whole[-4:])  # member 2's CRC, zeroed
+    with pytest.raises(ValueError, match="out.gz: gzip member 2 is damaged"):
+        member_digests(path)
