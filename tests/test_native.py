@@ -317,6 +317,19 @@ def test_an_array_whose_string_holds_the_item_separator_is_read_right(tmp_path):
     assert len(runs["rows"]["lines"].splitlines()) == 39
 
 
+@pytest.mark.parametrize("lines, faithful", [
+    # An escaped quote before a colon, inside a string, ends no key: the block is still read.
+    ([b'{"a":1,"b":"say \\":\\" here"}', b'{"a":2,"b":null}'], True),
+    ([b'{"a":1,"b":"x"}', b'{"a":2,"b":"y","b":null}'], False),  # Polars keeps "y", orjson null
+    ([b'{"a":1,"b":"x"}', b'{"a":2,"b":"y"}'], True),
+    ([b'{"a":1,"k\\\\":2}'], False),  # a key ending in an escaped backslash
+])
+def test_a_json_block_is_read_faithfully_only_when_polars_reads_what_orjson_reads(lines, faithful):
+    block = b"".join(line + b"\n" for line in lines)
+    frame = native._pl().read_ndjson(block)
+    assert native._read_faithfully(block, frame, lines_are_records=True) is faithful
+
+
 def test_fingerprints_are_one_per_line_even_with_odd_bytes():
     lines = [b'{"a":"x\\u0001"}', b'{"a":1}', b'{"a":1}', b"{}"]
     blob = b"".join(line + b"\n" for line in lines)

@@ -309,8 +309,9 @@ def _read_faithfully(block: bytes, frame: Any, lines_are_records: bool) -> bool:
     differently in Python and Polars)."""
     pl = _pl()
     escapes = b"\\" in block
-    if escapes and (b'\\\\":' in block or (b"\\u" in block and (
-            ESCAPED_KEY.search(block) or ESCAPED_SURROGATE.search(block)))):
+    quote_colon = escapes and b'\\":' in block  # an escaped quote before a colon: not a key's end
+    if (quote_colon and b'\\\\":' in block) or (escapes and b"\\u" in block and (
+            ESCAPED_KEY.search(block) or ESCAPED_SURROGATE.search(block))):
         return False
     at = block.find(b'":')
     style = b'": ' if block[at + 2:at + 3] == b" " else b'":'  # the other style: no match, None
@@ -320,7 +321,7 @@ def _read_faithfully(block: bytes, frame: Any, lines_are_records: bool) -> bool:
 
     def count(pattern: bytes) -> Any:
         found = text.count_matches(pattern.decode(), literal=True).cast(pl.Int64)
-        if escapes:
+        if quote_colon:
             found = found - text.count_matches("\\" + pattern.decode(), literal=True)
         return found
 
