@@ -2,7 +2,8 @@
 
 Every run is the real CLI in a subprocess, with small chunks and checkpoints so that a kill lands
 inside files. Random kills hit the whole process group (the CLI spawns worker processes); kills at
-exact moments come from a tiny driver that SIGKILLs its own process on the nth call of a function.
+exact moments come from `python -m helpers.signal_on_call`, which SIGKILLs its own process on the
+nth call of a function.
 Here are those runners, the readers of checkpoints and outputs that the tests compare, and the
 module-scoped fixtures (a raw folder and a clean run of it, a few seconds each) that the test files
 import: each file builds its own.
@@ -33,27 +34,6 @@ SCALE = 10  # about 8 MB: a second or two per run, with dozens of checkpoints
 SMALL_CHUNKS = ["--chunk-rows", "500", "--checkpoint-rows", "1500"]
 TRACKS = ["--dataset", "tracks", "--jobs", "1"]
 RUN_TIMEOUT = 180
-
-# Runs the CLI (argv after the target and n) and SIGKILLs itself on the nth call of the target,
-# "module:attribute.path": a kill at an exact moment, in the one process that writes (--jobs 1).
-KILL_ON_CALL = """
-import importlib, os, signal, sys
-from helpers.cli import main
-target, nth, args = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-module, _, attribute = target.partition(":")
-owner = importlib.import_module(module)
-*path, name = attribute.split(".")
-for part in path:
-    owner = getattr(owner, part)
-original, calls = getattr(owner, name), [0]
-def killer(*a, **kw):
-    calls[0] += 1
-    if calls[0] == nth:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return original(*a, **kw)
-setattr(owner, name, killer)
-sys.exit(main(args))
-"""
 
 
 # --- running the CLI ------------------------------------------------------------------------
@@ -94,8 +74,10 @@ def _killpg(group: int) -> None:
 
 
 def kill_on_call(target: str, nth: int, args: list[str]) -> None:
-    result = subprocess.run([sys.executable, "-c", KILL_ON_CALL, target, str(nth), *args],
-                            capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    """Run the CLI with `args`, SIGKILLed on the nth call of `target` ("module:attribute"): a
+    kill at an exact moment, in the one process that writes (--jobs 1)."""
+    result = subprocess.run([sys.executable, "-m", "helpers.signal_on_call", "SIGKILL", target,
+                             str(nth), *args], capture_output=True, text=True, timeout=RUN_TIMEOUT)
     assert result.returncode == -signal.SIGKILL, (
         f"the run was not killed at call {nth} of {target}: {result.stderr[-2000:]}")
 

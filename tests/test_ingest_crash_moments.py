@@ -8,6 +8,7 @@ fixtures are in tests/crash_util.py.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -121,6 +122,24 @@ def test_sigkill_at_an_exact_moment_then_rerun_equals_a_clean_run(
                 else outputs(clean_run[0], ["tracks"]))
     assert outputs(out, ["tracks"]) == expected
     assert leftovers(out) == []
+
+
+def test_a_kill_inside_a_json_array_resumes_to_the_same_members(tmp_path):
+    """Resumed inside a JSON array, the run cuts the array's blocks from its start again and
+    drops those before the checkpoint: the same members as a run never interrupted (the
+    row-by-row reader alone cut them by `--chunk-rows` instead)."""
+    folder = tmp_path / "raw" / "track_facts"
+    folder.mkdir(parents=True)
+    items = [{"TrackId": i, "Milliseconds": 1000 + i, "Bytes": 2 * i} for i in range(1, 5001)]
+    (folder / "facts.json").write_text(json.dumps(items, indent=2))
+    args = lambda out: ingest_args(tmp_path / "raw", out, "--jobs", "1")  # noqa: E731
+    run_to_completion(args(tmp_path / "clean"))
+    out = tmp_path / "out"
+    kill_on_call("helpers.ingest.dataset_pass:_Run._checkpoint", 2, args(out))
+    assert 0 < checkpoints(out)["track_facts"].record < len(items)  # inside the array
+    run_to_completion(args(out))
+    assert outputs(out) == outputs(tmp_path / "clean")
+    assert len(outputs(out)["track_facts.json.gz"]) > 3
 
 
 def test_a_rerun_after_a_kill_resumes_from_the_checkpoint(raw, clean_run, tmp_path):

@@ -25,7 +25,6 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from unittest import mock
@@ -36,7 +35,7 @@ from hypothesis import strategies as st
 
 from helpers.ingest import dataset_pass, native
 from helpers.ingest.blocks import Batch, Block, FileSource
-from helpers.ingest.dataset_pass import Options, ingest_dataset
+from helpers.ingest.dataset_pass import DaemonPool, Options, ingest_dataset
 from helpers.ingest.lines import split_lines
 from helpers.ingest.readers import Limits
 from helpers.ingest.sniff import DATA_KINDS, Format, sniff
@@ -56,7 +55,7 @@ def ingest_three_ways(folder: Path, work: Path, options: Options = SMALL) -> dic
     for name, jobs, on in (("native-1", 1, True), ("native-2", 2, True), ("rows", 1, False)):
         out = work / name
         out.mkdir()
-        pool = ThreadPoolExecutor(jobs) if jobs > 1 else None
+        pool = DaemonPool(jobs) if jobs > 1 else None
         off = mock.patch.object(dataset_pass, "native_work", lambda *a: None)
         try:
             if not on:

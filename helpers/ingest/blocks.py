@@ -11,7 +11,8 @@ checkpoints fall on the same lines as with the row-by-row reader alone), holds a
 `BLOCK_BYTES` at most, and a CSV file's header lines make a block of their own. Where a block
 ends depends on the content from its start only, so a resumed run cuts the same blocks.
 
-A JSON array of objects is cut into `ArrayBlock`s between items in the same way; an array the
+A JSON array of objects is cut into `ArrayBlock`s between items in the same way (a resumed run
+cuts from the array's start again and drops the blocks before its checkpoint); an array the
 cuts cannot follow (not of objects, an item over the limit, `}, {` inside a string) goes to the
 row-by-row reader from the first item they could not take.
 
@@ -127,10 +128,10 @@ class FileSource:
         return self.feed is None or self.feed.clean
 
     def units(self) -> Iterator[Block | Batch | Chunk | Stop]:
-        if self.fmt.kind == "json_array" and self.skip == 0:
+        if self.fmt.kind == "json_array":
             yield from self._array_units()
             return
-        if not self.lines_based:  # JSON streams, a resumed array: the row-by-row reader's chunks
+        if not self.lines_based:  # JSON streams: the row-by-row reader's chunks
             try:
                 yield from read_chunks(self.path, self.fmt, self.chunk_rows, self.skip,
                                        self.limits)
@@ -229,15 +230,37 @@ class FileSource:
 
     def _array_units(self) -> Iterator[Block | Chunk | Stop]:
         """ArrayBlocks, and the row-by-row reader's chunks from the first item they cannot be
-        cut at (an array that is not of objects, an item over the limit, a malformed end)."""
+        cut at (an array that is not of objects, an item over the limit, a malformed end).
+
+        A resumed run cuts from the array's start too and drops the blocks before `skip`: its
+        blocks, and so its gzip members, are then those of a run never interrupted (a
+        checkpoint falls between blocks). Cutting is a scan for item boundaries, far cheaper
+        than reading the items."""
         try:
             with open_binary(self.path, self.fmt.compression, self.fmt.encoding) as f:
-                switch = yield from self._array_blocks(f)
+                switch = yield from self._from_skip(self._array_blocks(f))
         except Exception as exc:  # noqa: BLE001 - no file's content may stop the run
             yield Stop(describe_damage(exc, self.end))
             return
         if switch is not None:
-            yield from self._rest_by_rows(switch)
+            yield from self._rest_by_rows(max(switch, self.skip))
+
+    def _from_skip(self, units: Iterator[Any]) -> Iterator[Any]:
+        """`units` less those wholly before item `skip`; returns what `units` returns, or `skip`
+        if a block straddles it (the row-by-row reader then starts there)."""
+        while True:
+            try:
+                unit = next(units)
+            except StopIteration as end:
+                return end.value
+            if isinstance(unit, ArrayBlock) and unit.first < self.skip:
+                if unit.first + unit.n <= self.skip:
+                    continue
+                units.close()
+                return self.skip
+            if isinstance(unit, Chunk) and unit.resume_at <= self.skip:
+                continue
+            yield unit
 
     def _array_blocks(self, f: Any) -> Iterator[ArrayBlock]:
         read = getattr(f, "read1", f.read)

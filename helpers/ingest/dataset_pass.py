@@ -11,7 +11,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -118,7 +118,7 @@ class Paths:
 
 def ingest_dataset(folder: Path, out: Path, options: Options = Options(),
                    fresh: bool = False, progress: Any = None,
-                   append_only: bool = False, pool: Executor | None = None,
+                   append_only: bool = False, pool: DaemonPool | None = None,
                    window: int = 0) -> dict[str, Any]:
     """Ingest one dataset folder; resumes from its checkpoint unless `fresh`.
 
@@ -208,7 +208,7 @@ class _Run:
         signature = [by_name.get(p.name) or checkpoint.input_signature([p])[0]
                      for p, _ in self.data]
         self.ckpt = checkpoint.Checkpoint(signature, option_record(options))
-        self.pool: Executor | None = None
+        self.pool: DaemonPool | None = None
         self.window = 0
         self.native_off = False  # set when a native call did not come back (see `_settled`)
         self.ckpt.stats = {"files": [], "rows_written": 0, "rows_rejected": 0,
@@ -448,7 +448,7 @@ class _Run:
                     result.cancel()
             units.close()
 
-    def _settled(self, item: tuple[Any, Any, int], columns: int, pool: Any,
+    def _settled(self, item: tuple[Any, Any, int], columns: int, pool: DaemonPool,
                  name: str) -> tuple[Any, Any]:
         """The unit and its native result, None if the output's columns changed since it was
         submitted or if it did not come back within `NATIVE_TIMEOUT` (see `DaemonPool`): the
@@ -459,8 +459,7 @@ class _Run:
             try:
                 result = result.result(timeout=NATIVE_TIMEOUT)
             except TimeoutError:
-                if hasattr(pool, "replace_stuck"):
-                    pool.replace_stuck()
+                pool.replace_stuck()
                 self.native_off = True
                 lines = f"{unit.first + 1:,}-{unit.first + unit.n:,}"
                 self.events.append(

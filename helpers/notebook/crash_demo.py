@@ -37,20 +37,8 @@ from helpers.ingest.writer import member_digests
 # ours to empty.
 INGEST_ARTEFACTS = (".ingest", "_rejects", "_manifest.json", "._manifest.json.tmp")
 HASH_SHOWN = 16  # hex digits of a sha256 shown in a table; equality is checked on all 64
-# The CLI (its arguments follow), stopping its own process as the second checkpoint begins.
-STOP_AT_SECOND_CHECKPOINT = """
-import os, signal, sys
-from helpers.cli import main
-from helpers.ingest.dataset_pass import _Run
-original, calls = _Run._checkpoint, [0]
-def checkpoint(self, *args, **kwargs):
-    calls[0] += 1
-    if calls[0] == 2:
-        os.kill(os.getpid(), signal.SIGSTOP)
-    return original(self, *args, **kwargs)
-_Run._checkpoint = checkpoint
-sys.exit(main(sys.argv[1:]))
-"""
+# The run stops its own process as its second checkpoint begins (helpers/signal_on_call.py).
+STOP_AT_SECOND_CHECKPOINT = ["SIGSTOP", "helpers.ingest.dataset_pass:_Run._checkpoint", "2"]
 
 
 @dataclass
@@ -143,7 +131,8 @@ def _run_until(command: list[str], poll: float, timeout: float) -> int:
     second checkpoint (`STOP_AT_SECOND_CHECKPOINT`)."""
     with tempfile.TemporaryFile() as stderr:
         # A session of its own, so the kill reaches the run and every thread it started.
-        proc = subprocess.Popen([sys.executable, "-c", STOP_AT_SECOND_CHECKPOINT, *command],
+        proc = subprocess.Popen([sys.executable, "-m", "helpers.signal_on_call",
+                                 *STOP_AT_SECOND_CHECKPOINT, *command],
                                 stdout=subprocess.DEVNULL, stderr=stderr,
                                 start_new_session=True)
         deadline = time.monotonic() + timeout
