@@ -224,12 +224,14 @@ def compare_runs(clean_out: str | Path, other_out: str | Path, dataset: str) -> 
     values = {}
     for label, out in runs.items():
         entry = read_manifest(out)[dataset]
+        members = member_digests(out / f"{dataset}.json.gz")
         values[label] = {
             "rows read": entry["rows_read"], "rows written": entry["rows_written"],
             "rejected": entry["rows_rejected"], "duplicates": entry["duplicates"],
-            "gzip members": len(member_digests(out / f"{dataset}.json.gz")),
-            "output lines, sha256": _lines_digest(out / f"{dataset}.json.gz"),
-            "rejects lines, sha256": _lines_digest(out / "_rejects" / f"{dataset}.jsonl.gz"),
+            "gzip members": len(members),
+            "output lines, sha256": _joined_digest(members),
+            "rejects lines, sha256": _joined_digest(
+                member_digests(out / "_rejects" / f"{dataset}.jsonl.gz")),
         }
     frame = pd.DataFrame(values)
     frame["equal"] = frame["clean run"] == frame["killed, then resumed"]
@@ -238,9 +240,9 @@ def compare_runs(clean_out: str | Path, other_out: str | Path, dataset: str) -> 
     return frame
 
 
-def _lines_digest(path: Path) -> str:
+def _joined_digest(members: list[str]) -> str:
     """One sha256 over the member digests: the lines and where the members cut them."""
-    return hashlib.sha256("".join(member_digests(path)).encode()).hexdigest()
+    return hashlib.sha256("".join(members).encode()).hexdigest()
 
 
 def _short(value: Any) -> Any:
