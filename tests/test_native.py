@@ -303,6 +303,79 @@ def test_blocks_hold_the_lines_split_lines_reads(parts, skip, bom, limit):
         assert a == b or b == b"<too long>" or a == b"<too long>", i
 
 
+def cuts_by_the_rule(data: bytes, skip: int, block: int, budget: int) -> list[tuple[int, int]]:
+    """(first line, lines) of each block as the rule reads, written plainly: from line `skip`,
+    as many complete lines as end within `budget` bytes of the block's start (at least one), up
+    to the next multiple of `block` lines; a last line without an ending is a block alone."""
+    ends = [i + 1 for i, byte in enumerate(data) if byte == ord("\n")]
+    starts = [0] + ends
+    cuts, index = [], skip
+    while index < len(ends):
+        room = block - index % block
+        within = sum(1 for end in ends[index:] if end - starts[index] <= budget)
+        n = min(room, max(1, within))
+        cuts.append((index, n))
+        index += n
+    if len(data) > (ends[-1] if ends else 0) and len(ends) >= skip:
+        cuts.append((len(ends), 1))
+    return cuts
+
+
+@settings(max_examples=300, deadline=None)
+@given(lengths=st.lists(st.integers(0, 40), max_size=60), last=st.booleans(),
+       skip=st.integers(0, 20), block=st.integers(1, 7), budget=st.integers(1, 90),
+       read=st.integers(1, 70))
+def test_blocks_are_cut_by_their_byte_budget_whatever_the_reads(lengths, last, skip, block,
+                                                                 budget, read):
+    """The block reader looks only `BLOCK_BYTES` ahead of each block; here that budget and the
+    read size are a few bytes, so that every way a block can end (its line count, its budget,
+    a line longer than the budget, the file's end) meets every way a read can end."""
+    data = b"".join(b"x" * n + b"\n" for n in lengths) + (b"tail" if last else b"")
+    with tempfile.TemporaryDirectory() as tmp, \
+            mock.patch("helpers.ingest.blocks.BLOCK_BYTES", budget), \
+            mock.patch("helpers.ingest.blocks.READ_BYTES", read):
+        path = Path(tmp) / "data.jsonl"
+        path.write_bytes(data)
+        source = FileSource(path, Format("jsonl"), 1, block, skip, Limits())
+        got = [(u.first, u.n) for u in source.units() if isinstance(u, Block)]
+    assert got == cuts_by_the_rule(data, skip, block, budget)
+
+
+def array_cuts_by_the_rule(data: bytes, block: int, budget: int) -> list[tuple[int, int]]:
+    """(first item, items) of each block of a JSON array as the rule reads: as many items as
+    have their separator end within `budget` bytes of the block's first `{` (at least one), up
+    to the next multiple of `block` items."""
+    separators = list(native.ITEM_BOUNDARY.finditer(data))
+    starts = [data.index(b"{")] + [m.end() - 1 for m in separators]
+    cuts, index = [], 0
+    while index < len(starts):
+        room = block - index % block
+        within = sum(1 for m in separators[index:] if m.end() - starts[index] <= budget)
+        n = min(room, max(1, within), len(starts) - index)
+        cuts.append((index, n))
+        index += n
+    return cuts
+
+
+@settings(max_examples=300, deadline=None)
+@given(items=st.lists(st.tuples(st.integers(0, 30), st.sampled_from([",", ", ", ",\n  ", "\n,\n"])),
+                      min_size=1, max_size=40),
+       block=st.integers(1, 7), budget=st.integers(1, 120), read=st.integers(8, 90))
+def test_array_blocks_are_cut_by_their_byte_budget_whatever_the_reads(items, block, budget, read):
+    """The same for the items of a JSON array (the first read must reach the first item: a
+    file that starts otherwise goes to the row-by-row reader)."""
+    body = "".join(f'{{"a":"{"x" * n}"}}{sep}' for n, sep in items[:-1])
+    data = f'[\n  {body}{{"a":"{"x" * items[-1][0]}"}}\n]\n'.encode()
+    with tempfile.TemporaryDirectory() as tmp, \
+            mock.patch("helpers.ingest.blocks.BLOCK_BYTES", budget), \
+            mock.patch("helpers.ingest.blocks.READ_BYTES", read):
+        path = Path(tmp) / "data.json"
+        path.write_bytes(data)
+        source = FileSource(path, Format("json_array"), 1, block, 0, Limits())
+        got = [(u.first, u.n) for u in source.units() if isinstance(u, Block)]
+    assert got == array_cuts_by_the_rule(data, block, budget)
+
+
 def test_an_array_whose_string_holds_the_item_separator_is_read_right(tmp_path):
     """`}, {` inside a string makes a false cut; the rest of the file goes to the row reader."""
     items = [{"TrackId": i, "Milliseconds": 1, "Bytes": 2} for i in range(1, 40)]

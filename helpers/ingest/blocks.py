@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import codecs
 import io
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -156,19 +155,24 @@ class FileSource:
 
     def _blocks(self, f: Any) -> Iterator[Block]:
         """Blocks from the file's start (skipping `skip` lines); returns the line index from which
-        `split_lines` must take over, or None at the end of the file."""
+        `split_lines` must take over, or None at the end of the file.
+
+        `buf[at:]` is what is not handed over yet; it is copied only when more is read. Each
+        block looks at most BLOCK_BYTES past its start (and one search beyond), never at the
+        whole buffer: this thread reads for all the workers, so it counts each byte once."""
         read = getattr(f, "read1", f.read)
-        buf, index, started = b"", 0, False
+        buf, at, index, started = b"", 0, 0, False
         while True:
             try:
                 data = read(READ_BYTES)
             except READ_ERRORS:
                 if index >= self.skip:  # the complete lines before the damage are records
-                    yield from self._complete_blocks(buf[:buf.rfind(b"\n") + 1], index)
+                    yield from self._complete_blocks(buf[at:buf.rfind(b"\n") + 1], index)
                 raise
             if not started:
                 data, started = data.removeprefix(codecs.BOM_UTF8), True
             eof = not data
+            buf, at = buf[at:], 0
             if not eof:
                 checked = max(len(buf) - 1, 0)  # a \r that ended the buffer may be half of \r\n
                 buf += data
@@ -176,35 +180,48 @@ class FileSource:
                     return max(index, self.skip)
             elif buf.endswith(b"\r"):
                 return max(index, self.skip)
-            complete = buf.count(b"\n")
-            while index < self.skip and complete:  # resuming: drop the lines read before
+            if index < self.skip:  # resuming: drop the lines read before
+                complete = buf.count(b"\n")
                 drop = min(complete, self.skip - index)
-                cut = _nth_newline(buf, drop, complete) + 1
-                buf, index, complete = buf[cut:], index + drop, complete - drop
-            if index < self.skip:
-                if eof:
-                    return None
-                if len(buf) > self.limits.max_record_bytes:
-                    return self.skip
-                continue
-            while complete and (complete >= self._room(index) or eof
-                                or buf.rfind(b"\n") >= BLOCK_BYTES):
-                # As many lines as fit in BLOCK_BYTES (at least one), up to the block boundary:
-                # fixed by the content from the block's start, so a resumed run cuts the same.
-                n = min(complete, self._room(index), max(1, buf.count(b"\n", 0, BLOCK_BYTES)))
-                cut = _nth_newline(buf, n, complete) + 1
-                if _long_line(buf, cut, self.limits.max_record_bytes):
-                    return index  # split_lines makes it a marker without holding it
-                yield self._block(index, buf[:cut], n)
-                buf, index, complete = buf[cut:], index + n, complete - n
-            if eof:
-                if buf:  # a last line with no line ending
+                if drop:
+                    at, index = _nth_newline(buf, drop, complete) + 1, index + drop
+                if index < self.skip:
+                    if eof:
+                        return None
                     if len(buf) > self.limits.max_record_bytes:
+                        return self.skip
+                    continue
+            while (cut := self._block_end(buf, at, index, eof)) is not None:
+                n, end = cut
+                if _long_line(buf, at, end, self.limits.max_record_bytes):
+                    return index  # split_lines makes it a marker without holding it
+                yield self._block(index, buf[at:end], n)
+                at, index = end, index + n
+            if eof:
+                if len(buf) > at:  # a last line with no line ending
+                    if len(buf) - at > self.limits.max_record_bytes:
                         return index
-                    yield self._block(index, buf, 1)
+                    yield self._block(index, buf[at:], 1)
                 return None
             if len(buf) - (buf.rfind(b"\n") + 1) > self.limits.max_record_bytes:
                 return index  # a line over the limit is under way: split_lines skips it
+
+    def _block_end(self, buf: bytes, at: int, index: int, eof: bool) -> tuple[int, int] | None:
+        """The next block of `buf[at:]` (it starts at line `index`) as (lines, end offset), or
+        None until more is read: as many lines as end within BLOCK_BYTES of its start (at
+        least one), up to the block boundary. Fixed by the content from the block's start, so a
+        resumed run cuts the same blocks."""
+        window = at + BLOCK_BYTES
+        within = buf.count(b"\n", at, window)
+        room = self._room(index)
+        if within >= room:
+            return room, _nth_newline(buf, room, within, at, window) + 1
+        if within:
+            if eof or buf.find(b"\n", window) >= 0:
+                return within, buf.rfind(b"\n", at, window) + 1
+            return None
+        beyond = buf.find(b"\n", window)  # a line longer than BLOCK_BYTES: a block of its own
+        return (1, beyond + 1) if beyond >= 0 else None
 
     def _room(self, index: int) -> int:
         """How many lines the block starting at line `index` takes: to the next multiple of the
@@ -282,11 +299,9 @@ class FileSource:
                 # The items whose separator ends within BLOCK_BYTES of the block's start (at
                 # least one), up to the block boundary: fixed by the content, as for lines.
                 need = self.block - index % self.block
-                take = min(len(ITEM_BOUNDARY.findall(buf, item, window)), need)
-                last = None
-                if take:
-                    last = deque(islice(ITEM_BOUNDARY.finditer(buf, item), take), maxlen=1)[0]
-                elif not eof or len(buf) > window:
+                cuts = list(islice(ITEM_BOUNDARY.finditer(buf, item, window), need))
+                take, last = len(cuts), cuts[-1] if cuts else None
+                if not take and (not eof or len(buf) > window):
                     last, take = ITEM_BOUNDARY.search(buf, item), 1
                 if last is not None:
                     yield self._array_block(index, buf[item:last.start() + 1], take, line)
@@ -400,14 +415,15 @@ class FileSource:
         return _jsonl_chunk(first, lines, self.limits.max_record_bytes)
 
 
-def _long_line(buf: bytes, end: int, limit: int) -> bool:
-    """Whether a line in buf[:end] is over `limit` bytes with its ending. Such a line spans a
-    whole stretch of limit/2 bytes aligned to limit/2, so only a stretch without a line break
-    needs a closer look: a few searches per block, however many lines it holds."""
+def _long_line(buf: bytes, begin: int, end: int, limit: int) -> bool:
+    """Whether a line in buf[begin:end] (whole lines) is over `limit` bytes with its ending.
+    Such a line spans a whole stretch of limit/2 bytes aligned to limit/2, so only a stretch
+    without a line break needs a closer look: a few searches per block, however many lines it
+    holds."""
     half = max(limit // 2, 1)
-    for start in range(0, end, half):
+    for start in range(begin, end, half):
         if buf.find(b"\n", start, min(start + half, end)) < 0:
-            lo, hi = buf.rfind(b"\n", 0, start) + 1, buf.find(b"\n", start, end)
+            lo, hi = max(buf.rfind(b"\n", begin, start) + 1, begin), buf.find(b"\n", start, end)
             if (hi if hi >= 0 else end) - lo + 1 > limit:
                 return True
     return False
@@ -428,19 +444,21 @@ def _lone_cr(buf: bytes, start: int, eof: bool) -> bool:
     return buf.count(b"\r", start, end) != buf.count(b"\r\n", start, end + 1)
 
 
-def _nth_newline(buf: bytes, n: int, total: int) -> int:
-    """The offset of the n-th newline in `buf`, which holds `total` of them (n <= total)."""
+def _nth_newline(buf: bytes, n: int, total: int, start: int = 0, end: int | None = None) -> int:
+    """The offset of the n-th newline in buf[start:end], which holds `total` of them
+    (n <= total)."""
+    end = len(buf) if end is None else end
     if n == total:
-        return buf.rfind(b"\n")
-    width = len(buf) / total  # lines are near their average length: guess, then correct
-    pos = min(len(buf), int(n * width))
-    seen = buf.count(b"\n", 0, pos)
+        return buf.rfind(b"\n", start, end)
+    width = (end - start) / total  # lines are near their average length: guess, then correct
+    pos = min(end, start + int(n * width))
+    seen = buf.count(b"\n", start, pos)
     while seen < n:
-        step = min(len(buf), pos + max(1, int((n - seen) * width)))
+        step = min(end, pos + max(1, int((n - seen) * width)))
         seen += buf.count(b"\n", pos, step)
         pos = step
     while True:
-        last = buf.rfind(b"\n", 0, pos)
+        last = buf.rfind(b"\n", start, pos)
         if seen == n:
             return last
         seen, pos = seen - 1, last

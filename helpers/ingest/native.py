@@ -17,7 +17,6 @@ match before it is first imported.
 from __future__ import annotations
 
 import ctypes
-import io
 import os
 import re
 import sys
@@ -367,13 +366,12 @@ def _encode(frame: Any, checks: list[Any], exprs: list[Any]) -> Encoded | None:
     of them are gone every later scan in the process waits forever (`tests/test_native.py`)."""
     pl = _pl()
     lazy = frame.lazy()
-    lines = lazy.select(pl.struct(exprs).struct.json_encode().alias("l")) \
-        .with_columns(pl.col("l").hash(seed=0).alias("h"))
-    verdict, out = pl.collect_all(
+    lines = lazy.select(pl.struct(exprs).struct.json_encode().alias("l"))
+    verdict, hashes, joined = pl.collect_all(
         [lazy.select([c.alias(f"check{i}") for i, c in enumerate(checks)] or [pl.lit(True)]),
-         lines], engine="in-memory")
+         lines.select(pl.col("l").hash(seed=0).alias("h")),
+         # Joined in the query, as bytes: writing CSV into a Python buffer held the GIL.
+         lines.select(pl.col("l").str.join("\n").cast(pl.Binary))], engine="in-memory")
     if not all(verdict.row(0)):
         return None
-    buffer = io.BytesIO()
-    out.select("l").write_csv(buffer, include_header=False, quote_style="never")
-    return buffer.getvalue(), out["h"]
+    return joined.item() + b"\n", hashes["h"]
