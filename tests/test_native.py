@@ -395,6 +395,9 @@ def test_an_array_whose_string_holds_the_item_separator_is_read_right(tmp_path):
     ([b'{"a":1,"b":"x"}', b'{"a":2,"b":"y","b":null}'], False),  # Polars keeps "y", orjson null
     ([b'{"a":1,"b":"x"}', b'{"a":2,"b":"y"}'], True),
     ([b'{"a":1,"k\\\\":2}'], False),  # a key ending in an escaped backslash
+    ([b'{"a":1,"\\u0062":2}'], False),  # a key written with a \u escape
+    ([b'{"a":1,"b":"\\ud800"}'], False),  # a lone surrogate, escaped
+    ([b'{"a":1,"b":"caf\\u00e9 \\"x\\""}'], True),  # escapes in a value only
 ])
 def test_a_json_block_is_read_faithfully_only_when_polars_reads_what_orjson_reads(lines, faithful):
     block = b"".join(line + b"\n" for line in lines)

@@ -17,6 +17,7 @@ match before it is first imported.
 from __future__ import annotations
 
 import ctypes
+import operator
 import os
 import re
 import sys
@@ -29,8 +30,11 @@ from helpers.ingest.lines import FALLBACK_ERRORS
 
 KINDS = ("integer", "number", "text")
 ITEM_BOUNDARY = re.compile(rb"\}[ \t\r\n]*,[ \t\r\n]*\{")  # between two objects of an array
-ESCAPED_KEY = re.compile(rb'\\u[0-9a-fA-F]{4}(?:[^"\\]|\\.)*":')  # a key with a \u escape
-ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89abAB]")
+FLATTEN = bytes.maketrans(b"\r\n", b"\t\t")  # line breaks to tabs, in one pass
+# Escapes Polars and orjson may read apart, or that hide a key from the counts: a backslash
+# escaped before `":`, a key written with a \u escape, an escaped surrogate (a lone one reads
+# differently). Searched by Polars, whose regex runs without the GIL.
+ODD_ESCAPES = "|".join([r'\\\\":', r'\\u[0-9a-fA-F]{4}(?:[^"\\]|\\.)*":', r"\\u[dD][89abAB]"])
 # Polars' allocator (jemalloc) keeps freed pages for ten seconds by default: a run would hold
 # the peak of every block it has seen. A tenth of a second returns them between blocks cheaply
 # (with zero, the kernel spends seconds mapping pages back in); one arena for all threads. Its
@@ -101,9 +105,10 @@ def is_utf8(data: bytes) -> bool:
 def decode_with_fallback(block: bytes) -> tuple[bytes, int]:
     """The block in UTF-8, each byte sequence that is not UTF-8 read as cp1252 (as
     `lines.decode_line` reads a line), and how many lines held one. A line break is never part
-    of a sequence, so the whole block decodes as its lines one by one would."""
+    of a sequence, so the whole block decodes as its lines one by one would; and a line changes
+    exactly when it held one (each such byte becomes two or three)."""
     text = block.decode("utf-8", FALLBACK_ERRORS).encode("utf-8")
-    return text, sum(1 for line in block.split(b"\n") if not is_utf8(line))
+    return text, sum(map(operator.ne, block.split(b"\n"), text.split(b"\n")))
 
 
 @dataclass(frozen=True)
@@ -166,10 +171,10 @@ def _array_lines(block: bytes, n: int, spec: JsonSpec) -> Encoded | None:
     character that Polars refuses, as the normalizer's reader refuses the line break there. Then
     the text between two items (as the block's first two are separated) becomes a line break:
     an item cut inside a string, or separated otherwise, leaves a line that does not parse."""
-    flat = block.replace(b"\r", b"\t").replace(b"\n", b"\t")
+    flat = block.translate(FLATTEN)
     between = ITEM_BOUNDARY.search(block)
     if between is not None:
-        gap = between.group().replace(b"\r", b"\t").replace(b"\n", b"\t")
+        gap = between.group().translate(FLATTEN)
         flat = flat.replace(gap, b"}\n{")
     return _jsonl_lines(flat + b"\n", n, spec)
 
@@ -309,13 +314,10 @@ def _read_faithfully(block: bytes, frame: Any, lines_are_records: bool) -> bool:
     pl = _pl()
     escapes = b"\\" in block
     quote_colon = escapes and b'\\":' in block  # an escaped quote before a colon: not a key's end
-    if (quote_colon and b'\\\\":' in block) or (escapes and b"\\u" in block and (
-            ESCAPED_KEY.search(block) or ESCAPED_SURROGATE.search(block))):
-        return False
     at = block.find(b'":')
     style = b'": ' if block[at + 2:at + 3] == b" " else b'":'  # the other style: no match, None
 
-    # Counted by Polars, without the GIL, over the block as one string.
+    # Counted and searched by Polars, without the GIL, over the block as one string, in one query.
     text = pl.col("b").str
 
     def count(pattern: bytes) -> Any:
@@ -324,23 +326,28 @@ def _read_faithfully(block: bytes, frame: Any, lines_are_records: bool) -> bool:
             found = found - text.count_matches("\\" + pattern.decode(), literal=True)
         return found
 
+    checks = [count(b'":').alias("keys"), count(style + b"null").alias("nulls"),
+              count(style + b'"').alias("strings")]
+    if escapes:
+        checks.append(text.contains(ODD_ESCAPES).alias("odd"))
+    if lines_are_records and style + b"null" in block:
+        # A key twice on one line, as one regular expression over the block: one pass, where a
+        # count per key and line took a list of the lines and a pass per key.
+        twice = "|".join(f'"{key}":[^\\n]*"{key}":' for key in map(pl.escape_regex, frame.columns))
+        checks.append(text.contains(twice).alias("twice"))
     whole = pl.DataFrame({"b": pl.Series([block], dtype=pl.Binary).cast(pl.String)})
-    keys, nulls, strings = whole.select(count(b'":').alias("k"), count(style + b"null")
-                                        .alias("n"), count(style + b'"').alias("s")).row(0)
+    found = whole.select(checks).row(0, named=True)
+    if found.get("odd"):
+        return False
     missing = frame.null_count().row(0, named=True)
     texts = [name for name, dtype in frame.schema.items() if dtype == pl.String]
     values = frame.height * frame.width - sum(missing.values())
     text_values = frame.height * len(texts) - sum(missing[name] for name in texts)
-    if keys != values + nulls or strings != text_values:
+    if found["keys"] != values + found["nulls"] or found["strings"] != text_values:
         return False
-    if not nulls:
+    if not found["nulls"]:
         return True
-    if not lines_are_records:
-        return False
-    # A key twice on one line, as one regular expression over the block: one pass, where a
-    # count per key and line took a list of the lines and a pass per key.
-    twice = "|".join(f'"{key}":[^\\n]*"{key}":' for key in map(pl.escape_regex, frame.columns))
-    return not whole.select(text.contains(twice)).item()
+    return lines_are_records and not found["twice"]
 
 
 def _json_type_fits(dtype: Any, column: Column, pl: Any) -> bool:
