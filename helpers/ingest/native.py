@@ -378,7 +378,7 @@ def _encode(frame: Any, checks: list[Any], exprs: list[Any]) -> Encoded | None:
         [lazy.select([c.alias(f"check{i}") for i, c in enumerate(checks)] or [pl.lit(True)]),
          lines.select(pl.col("l").hash(seed=0).alias("h")),
          # Joined in the query, as bytes: writing CSV into a Python buffer held the GIL.
-         lines.select((pl.col("l").str.join("\n") + "\n").cast(pl.Binary))], engine="in-memory")
+         lines.select(pl.col("l").str.join("\n").cast(pl.Binary))], engine="in-memory")
     if not all(verdict.row(0)):
         return None
-    return joined.item(), hashes["h"]
+    return joined.item() + b"\n", hashes["h"]
