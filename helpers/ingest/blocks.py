@@ -237,13 +237,12 @@ class FileSource:
         return Block(first, data, n)
 
     def _complete_blocks(self, buf: bytes, index: int) -> Iterator[Block]:
-        """Blocks of `buf`'s complete lines, still cut at the block boundaries."""
-        complete = buf.count(b"\n")
-        while complete:
-            n = min(complete, self._room(index))
-            cut = _nth_newline(buf, n, complete) + 1
-            yield self._block(index, buf[:cut], n)
-            buf, index, complete = buf[cut:], index + n, complete - n
+        """Blocks of `buf`'s complete lines (reading stopped at damage), cut as all others are."""
+        at = 0
+        while (cut := self._block_end(buf, at, index, eof=True)) is not None:
+            n, end = cut
+            yield self._block(index, buf[at:end], n)
+            at, index = end, index + n
 
     def _array_units(self) -> Iterator[Block | Chunk | Stop]:
         """ArrayBlocks, and the row-by-row reader's chunks from the first item they cannot be
