@@ -7,6 +7,10 @@ tree). The base commit is checked out into a temporary worktree and run with thi
 Python, its own package first on the path. Medians and the ratio working tree / base are printed;
 outputs are compared line for line, since a faster version that writes other lines proves
 nothing.
+
+`--dataset tracks --jobs 1,2` runs one dataset under each `--jobs` in turn (both sides), for a
+change meant to help the threads of one dataset: it prints each side's time under each and the
+ratio of the first to the last.
 """
 
 from __future__ import annotations
@@ -29,9 +33,15 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
 
-def ingest_argv(raw: Path, out: Path) -> list[str]:
-    return [PY, "-m", "helpers", "ingest", "--raw", str(raw), "--out", str(out),
+def ingest_argv(raw: Path, out: Path, dataset: str | None = None,
+                jobs: int | None = None) -> list[str]:
+    argv = [PY, "-m", "helpers", "ingest", "--raw", str(raw), "--out", str(out),
             "--no-progress", "--fresh", "--log-dir", str(out.parent / "logs")]
+    if dataset is not None:
+        argv += ["--dataset", dataset]
+    if jobs is not None:
+        argv += ["--jobs", str(jobs)]
+    return argv
 
 
 def lines_of(out: Path) -> dict[str, str]:
@@ -46,7 +56,8 @@ def lines_of(out: Path) -> dict[str, str]:
     return found
 
 
-def run(base: str, scale: int, reps: int, work: Path) -> int:
+def run(base: str, scale: int, reps: int, work: Path, dataset: str | None = None,
+        jobs: list[int | None] | None = None) -> int:
     raw = work / f"raw-{scale}"
     if not (raw / "MANIFEST.json").exists():
         subprocess.run([PY, "-m", "helpers", "make-raw", "--scale", str(scale), "--out",
@@ -58,27 +69,43 @@ def run(base: str, scale: int, reps: int, work: Path) -> int:
                    cwd=ROOT)
     try:
         sides = {"base": tree, "tree": ROOT}
-        runs: dict[str, list] = {side: [] for side in sides}
+        jobs = jobs or [None]
+        runs: dict[str, list] = {f"{side}{_label(j)}": [] for side in sides for j in jobs}
+        outputs: set[str] = set()
         for rep in range(reps):
-            for side, code in sides.items():
-                out = work / f"out-{side}"
-                shutil.rmtree(out, ignore_errors=True)
-                env = {**os.environ, "PYTHONPATH": str(code)}
-                m = run_measured(ingest_argv(raw, out), cwd=code, env=env)
-                if m.returncode != 0:
-                    print(f"{side} failed:\n{m.stderr_tail}")
-                    return 1
-                runs[side].append(m)
-                print(f"rep {rep + 1} {side:>4}: wall {m.wall_s:6.2f} s  cpu {m.cpu_s:6.2f} s  "
-                      f"tree peak {m.peak_tree_mib:6.1f} MiB")
-        same = lines_of(work / "out-base") == lines_of(work / "out-tree")
+            for j in jobs:
+                for side, code in sides.items():
+                    key = f"{side}{_label(j)}"
+                    out = work / f"out-{side}"
+                    shutil.rmtree(out, ignore_errors=True)
+                    env = {**os.environ, "PYTHONPATH": str(code)}
+                    m = run_measured(ingest_argv(raw, out, dataset, j), cwd=code, env=env)
+                    if m.returncode != 0:
+                        print(f"{key} failed:\n{m.stderr_tail}")
+                        return 1
+                    runs[key].append(m)
+                    outputs.add(repr(lines_of(out)))
+                    print(f"rep {rep + 1} {key:>12}: wall {m.wall_s:6.2f} s  cpu {m.cpu_s:6.2f} s"
+                          f"  tree peak {m.peak_tree_mib:6.1f} MiB")
+        same = len(outputs) == 1
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT)
-    report(runs, base, scale, same)
+    for j in jobs:
+        report({side: runs[f"{side}{_label(j)}"] for side in sides}, base,
+               f"{scale}{f', {dataset}' if dataset else ''}{_label(j)}", same)
+    if len(jobs) > 1:
+        first, last = _label(jobs[0]), _label(jobs[-1])
+        for side in sides:
+            a, b = (statistics.median(m.wall_s for m in runs[f"{side}{x}"]) for x in (first, last))
+            print(f"{side}:{first} / {last} = {a / b:.2f}x")
     return 0 if same else 1
 
 
-def report(runs: dict[str, list], base: str, scale: int, same: bool) -> None:
+def _label(jobs: int | None) -> str:
+    return "" if jobs is None else f" --jobs {jobs}"
+
+
+def report(runs: dict[str, list], base: str, scale: int | str, same: bool) -> None:
     def med(side: str, attr: str) -> float:
         return statistics.median(getattr(m, attr) for m in runs[side])
 
@@ -97,11 +124,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", type=int, default=500)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--work", default=None, help="raw data and outputs (default: a temp folder)")
+    p.add_argument("--dataset", default=None, help="one dataset only, e.g. tracks")
+    p.add_argument("--jobs", default=None,
+                   help="comma-separated --jobs values to run each side under, e.g. 1,2")
     args = p.parse_args(argv)
+    jobs = [int(j) for j in args.jobs.split(",")] if args.jobs else None
     if args.work:
-        return run(args.base, args.scale, args.reps, Path(args.work))
+        return run(args.base, args.scale, args.reps, Path(args.work), args.dataset, jobs)
     with tempfile.TemporaryDirectory(prefix="ab-") as tmp:
-        return run(args.base, args.scale, args.reps, Path(tmp))
+        return run(args.base, args.scale, args.reps, Path(tmp), args.dataset, jobs)
 
 
 if __name__ == "__main__":
