@@ -417,3 +417,38 @@ def test_fingerprints_are_one_per_line_even_with_odd_bytes():
 def test_options_record_names_the_fingerprint_function():
     record = dataset_pass.option_record(Options())
     assert record["fingerprints"].startswith("polars-")
+
+
+CSV_SPEC = native.CsvSpec(",", '"', 2, (native.Column("id", "integer", False),
+                                        native.Column("name", "text", True)), (0, 1))
+JSON_SPEC = native.JsonSpec((native.Column("id", "integer", False),
+                             native.Column("name", "text", True)))
+
+
+def test_crlf_blocks_are_read_as_their_lf_twins():
+    """Polars reads \\r\\n as the normalizer does: the block is taken natively, unchanged."""
+    lf = native.csv_lines(b'1,a\n2,"b c"\n3,\n', 3, CSV_SPEC)
+    assert lf is not None
+    assert native.csv_lines(b'1,a\r\n2,"b c"\r\n3,\r\n', 3, CSV_SPEC)[0] == lf[0]
+    lf = native.jsonl_lines(b'{"id":1,"name":"a"}\n{"id":2}\n', 2, JSON_SPEC)
+    assert lf is not None
+    assert native.jsonl_lines(b'{"id":1,"name":"a"}\r\n{"id":2}\r\n', 2, JSON_SPEC)[0] == lf[0]
+
+
+ONE_COLUMN = native.CsvSpec(",", '"', 1, (native.Column("name", "text", True),), (0,))
+
+
+@pytest.mark.parametrize("block, spec", [
+    (b"1,a\r2,b\r\n", CSV_SPEC),  # a lone CR: a line break to the normalizer
+    (b'1,"a\rb"\r\n', CSV_SPEC),  # ...even inside quotes, where Polars keeps it in the value
+    (b"a\r\n\r\nb\r\n", ONE_COLUMN),  # a blank line: Polars reads an empty record
+    (b"\r\na\r\n", ONE_COLUMN),
+])
+def test_csv_blocks_with_line_breaks_polars_reads_otherwise_go_to_the_normalizer(block, spec):
+    """n counted as the block reader counts lines: by their \n."""
+    assert native.csv_lines(block, block.count(b"\n"), spec) is None
+
+
+def test_a_json_line_holding_a_raw_cr_goes_to_the_normalizer():
+    """A raw CR inside a string is a control character orjson refuses."""
+    assert native.jsonl_lines(b'{"id":1,"name":"a\rb"}\n', 1, JSON_SPEC) is None

@@ -179,21 +179,21 @@ def _array_lines(block: bytes, n: int, spec: JsonSpec) -> Encoded | None:
     return _jsonl_lines(flat + b"\n", n, spec)
 
 
-def _plain_lines(block: bytes) -> bytes | None:
-    """The block with \\r\\n made \\n; None when it holds a lone \\r (or nothing)."""
-    if b"\r" in block:
-        block = block.replace(b"\r\n", b"\n")
-        if b"\r" in block:
-            return None
-    return block or None
+def _line_ends_plain(block: bytes) -> bool:
+    """Whether the block holds something and every \r in it starts a \r\n: Polars reads
+    \r\n as \n, as the normalizer does, and a lone \r as the normalizer does not. Counted,
+    not replaced: a copy of the block, made holding the GIL, cost more than the read."""
+    if not block:
+        return False
+    return b"\r" not in block or block.count(b"\r") == block.count(b"\r\n")
 
 
 def _csv_lines(block: bytes, n: int, spec: CsvSpec) -> Encoded | None:
     pl = _pl()
     if any(c.kind not in KINDS for c in spec.columns) or len(spec.delimiter) != 1:
         return None
-    block = _plain_lines(block)
-    if block is None or block.startswith(b"\n") or b"\n\n" in block \
+    if not _line_ends_plain(block) or block.startswith((b"\n", b"\r\n")) \
+            or b"\n\n" in block or b"\n\r\n" in block \
             or (spec.comment and spec.comment.encode() in block):
         return None  # a blank line is no record, where Polars reads one of empty fields
     quote = spec.quotechar
@@ -244,8 +244,7 @@ def _hex(char: str) -> str:
 
 
 def _jsonl_lines(block: bytes, n: int, spec: JsonSpec) -> Encoded | None:
-    block = _plain_lines(block)
-    if block is None:
+    if not _line_ends_plain(block):
         return None
     try:  # types guessed from the first 100 lines, and from all of them when that was wrong
         frame = _pl().read_ndjson(block)
