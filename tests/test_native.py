@@ -452,3 +452,24 @@ def test_csv_blocks_with_line_breaks_polars_reads_otherwise_go_to_the_normalizer
 def test_a_json_line_holding_a_raw_cr_goes_to_the_normalizer():
     """A raw CR inside a string is a control character orjson refuses."""
     assert native.jsonl_lines(b'{"id":1,"name":"a\rb"}\n', 1, JSON_SPEC) is None
+
+
+@pytest.mark.parametrize("block, n, native_ok", [
+    # Nulls, and no key twice: taken, also when the objects share a line.
+    (b'{"id":1,"name":null},{"id":2,"name":"x"}', 2, True),
+    (b'{\n  "id": 1,\n  "name": null\n},\n{\n  "id": 2,\n  "name": "x"\n}', 2, True),
+    # A key twice in one object, the second null: Polars keeps "x", orjson null.
+    (b'{"id":1,"name":"x","name":null},{"id":2,"name":"y"}', 2, False),
+    (b'{"id":1,"name":"}","name":null},{"id":2,"name":"y"}', 2, False),  # a brace between
+    (b'{"id":1,"name":"x"}, 5, {"id":2,"name":null}', 2, False),  # an item that is no object
+    (b'{"id":1,"name":"a\nb"}', 1, False),  # a raw line break in a string: orjson refuses it
+])
+def test_array_blocks_are_taken_only_when_polars_reads_what_orjson_reads(block, n, native_ok):
+    assert (native.array_lines(block, n, JSON_SPEC) is not None) is native_ok
+
+
+def test_array_blocks_give_the_lines_of_their_json_lines_twins():
+    items = [b'{"id":1,"name":null}', b'{"id":2,"name":"x \\"y\\""}', b'{"id":3}']
+    array = native.array_lines(b",\n  ".join(items), 3, JSON_SPEC)
+    lines = native.jsonl_lines(b"".join(item + b"\n" for item in items), 3, JSON_SPEC)
+    assert array is not None and lines is not None and array[0] == lines[0]

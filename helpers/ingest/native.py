@@ -30,11 +30,13 @@ from helpers.ingest.lines import FALLBACK_ERRORS
 
 KINDS = ("integer", "number", "text")
 ITEM_BOUNDARY = re.compile(rb"\}[ \t\r\n]*,[ \t\r\n]*\{")  # between two objects of an array
-FLATTEN = bytes.maketrans(b"\r\n", b"\t\t")  # line breaks to tabs, in one pass
 # Escapes Polars and orjson may read apart, or that hide a key from the counts: a backslash
 # escaped before `":`, a key written with a \u escape, an escaped surrogate (a lone one reads
 # differently). Searched by Polars, whose regex runs without the GIL.
 ODD_ESCAPES = "|".join([r'\\\\":', r'\\u[0-9a-fA-F]{4}(?:[^"\\]|\\.)*":', r"\\u[dD][89abAB]"])
+# What may come between two keys of one record: on a line, anything but a line break; in an
+# array's object, anything but its closing brace, strings taken whole (a brace may be in one).
+SAME_LINE, SAME_OBJECT = r"[^\n]*", r'(?:[^}"]|"(?:[^"\\]|\\.)*")*'
 # Polars' allocator (jemalloc) keeps freed pages for ten seconds by default: a run would hold
 # the peak of every block it has seen. A tenth of a second returns them between blocks cheaply
 # (with zero, the kernel spends seconds mapping pages back in); one arena for all threads. Its
@@ -165,18 +167,13 @@ def array_lines(block: bytes, n: int, spec: JsonSpec) -> Encoded | None:
 
 
 def _array_lines(block: bytes, n: int, spec: JsonSpec) -> Encoded | None:
-    """The objects made JSON Lines, then read as such.
-
-    Line breaks become tabs: JSON whitespace between tokens, and inside a string a raw control
-    character that Polars refuses, as the normalizer's reader refuses the line break there. Then
-    the text between two items (as the block's first two are separated) becomes a line break:
-    an item cut inside a string, or separated otherwise, leaves a line that does not parse."""
-    flat = block.translate(FLATTEN)
-    between = ITEM_BOUNDARY.search(block)
-    if between is not None:
-        gap = between.group().translate(FLATTEN)
-        flat = flat.replace(gap, b"}\n{")
-    return _jsonl_lines(flat + b"\n", n, spec)
+    """The objects read as the array they came from, bracketed again. Polars' JSON reader
+    refuses what orjson refuses between and inside them (raw control characters in strings,
+    trailing commas, NaN); a block cut inside a string reads as other items, or none."""
+    frame = _read_json(_pl().read_json, b"[" + block + b"]")
+    if frame.height != n:
+        return None
+    return _json_out(block, frame, spec, lines_are_records=False)
 
 
 def _line_ends_plain(block: bytes) -> bool:
@@ -246,13 +243,18 @@ def _hex(char: str) -> str:
 def _jsonl_lines(block: bytes, n: int, spec: JsonSpec) -> Encoded | None:
     if not _line_ends_plain(block):
         return None
-    try:  # types guessed from the first 100 lines, and from all of them when that was wrong
-        frame = _pl().read_ndjson(block)
-    except _pl().exceptions.ComputeError:
-        frame = _pl().read_ndjson(block, infer_schema_length=None)
+    frame = _read_json(_pl().read_ndjson, block)
     if frame.height != n:  # Polars skips blank lines, which the normalizer counts
         return None
     return _json_out(block, frame, spec, lines_are_records=True)
+
+
+def _read_json(read: Callable[..., Any], data: bytes) -> Any:
+    """Types guessed from the first 100 records, and from all of them when that was wrong."""
+    try:
+        return read(data)
+    except _pl().exceptions.ComputeError:
+        return read(data, infer_schema_length=None)
 
 
 def _json_out(block: bytes, frame: Any, spec: JsonSpec,
@@ -305,8 +307,8 @@ def _read_faithfully(block: bytes, frame: Any, lines_are_records: bool) -> bool:
     space after the colon). Polars' non-null values plus the explicit nulls must account for
     every key, and its non-null text values for every string; neither can come out short in
     any record, so the block's totals agreeing means every record's do. A repeated key whose
-    second value is null still balances the first, so with explicit nulls JSON Lines are also
-    checked for a key written twice on one line (an array goes to the normalizer). So does a
+    second value is null still balances the first, so with explicit nulls the block is also
+    searched for a key written twice in one record (on one line, or in one object). So does a
     block where a backslash is itself escaped before `":`, where a key is written with \\u
     escapes (not seen as written here), and where a surrogate is escaped (a lone one reads
     differently in Python and Polars)."""
@@ -329,10 +331,12 @@ def _read_faithfully(block: bytes, frame: Any, lines_are_records: bool) -> bool:
               count(style + b'"').alias("strings")]
     if escapes:
         checks.append(text.contains(ODD_ESCAPES).alias("odd"))
-    if lines_are_records and style + b"null" in block:
-        # A key twice on one line, as one regular expression over the block: one pass, where a
-        # count per key and line took a list of the lines and a pass per key.
-        twice = "|".join(f'"{key}":[^\\n]*"{key}":' for key in map(pl.escape_regex, frame.columns))
+    if style + b"null" in block:
+        # A key twice in one record, as one regular expression over the block: one pass, where
+        # a count per key and line took a list of the lines and a pass per key.
+        between = SAME_LINE if lines_are_records else SAME_OBJECT
+        keys = map(pl.escape_regex, frame.columns)
+        twice = "|".join(f'"{key}":{between}"{key}":' for key in keys)
         checks.append(text.contains(twice).alias("twice"))
     whole = pl.DataFrame({"b": pl.Series([block], dtype=pl.Binary).cast(pl.String)})
     found = whole.select(checks).row(0, named=True)
@@ -344,9 +348,7 @@ def _read_faithfully(block: bytes, frame: Any, lines_are_records: bool) -> bool:
     text_values = frame.height * len(texts) - sum(missing[name] for name in texts)
     if found["keys"] != values + found["nulls"] or found["strings"] != text_values:
         return False
-    if not found["nulls"]:
-        return True
-    return lines_are_records and not found["twice"]
+    return not found["nulls"] or not found["twice"]
 
 
 def _json_type_fits(dtype: Any, column: Column, pl: Any) -> bool:
