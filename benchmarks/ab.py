@@ -85,7 +85,7 @@ def run(base: str, scale: int, reps: int, work: Path, dataset: str | None = None
                         return 1
                     runs[key].append(m)
                     outputs.add(repr(lines_of(out)))
-                    print(f"rep {rep + 1} {key:>12}: wall {m.wall_s:6.2f} s  cpu {m.cpu_s:6.2f} s"
+                    print(f"rep {rep + 1} {key}: wall {m.wall_s:6.2f} s  cpu {m.cpu_s:6.2f} s"
                           f"  tree peak {m.peak_tree_mib:6.1f} MiB")
         same = len(outputs) == 1
     finally:
@@ -97,7 +97,7 @@ def run(base: str, scale: int, reps: int, work: Path, dataset: str | None = None
         first, last = _label(jobs[0]), _label(jobs[-1])
         for side in sides:
             a, b = (statistics.median(m.wall_s for m in runs[f"{side}{x}"]) for x in (first, last))
-            print(f"{side}:{first} / {last} = {a / b:.2f}x")
+            print(f"{side}: wall{first} / wall{last} = {a / b:.2f}x")
     return 0 if same else 1
 
 
