@@ -126,6 +126,20 @@ def test_the_native_path_takes_the_common_files(tmp_path, monkeypatch):
             return result
 
         monkeypatch.setattr(native, name, spy)
+    worked = []  # and what the worker makes of them in the end: lines, not None
+    original_work = dataset_pass.native_work
+
+    def spy_work(fmt, *args):
+        work = original_work(fmt, *args)
+
+        def wrapped(block, width):
+            result = work(block, width)
+            if fmt.kind != "csv" or block.first >= fmt.data_line:  # a header is no record
+                worked.append((fmt.kind, result is not None))
+            return result
+        return wrapped if work is not None else None
+
+    monkeypatch.setattr(dataset_pass, "native_work", spy_work)
     for case in ("tracks/excel_crlf.csv", "tracks/doubled_quotes.csv",
                  "tracks/pandas_records.jsonl", "track_facts/indented.json",
                  "track_facts/pandas_compact.json", "playlist_track/pipes.txt"):
@@ -136,7 +150,8 @@ def test_the_native_path_takes_the_common_files(tmp_path, monkeypatch):
     kinds = {name for name, ok in taken if ok}
     assert kinds == {"csv_lines", "jsonl_lines", "array_lines"}, taken
     assert sum(ok for _, ok in taken) >= 0.8 * len(taken), taken
-
+    assert {kind for kind, ok in worked if ok} == {"csv", "jsonl", "json_array"}, worked
+    assert sum(ok for _, ok in worked) >= 0.8 * len(worked), worked
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
