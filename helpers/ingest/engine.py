@@ -174,10 +174,14 @@ def _run_all(folders: list[Path], out: Path, options: Options, fresh: bool,
     bar = _progress_bar(progress)
     counter.bar = bar
     pool = DaemonPool(jobs) if jobs > 1 else None
+    # Two blocks per thread in flight: with one, a thread that finishes before the oldest block
+    # waits for the writer to take that one and hand it another. The second is raw bytes in
+    # the queue or a finished member, not a second Polars working set.
+    window = 2 * jobs
     try:
         for folder in folders:
             finished(folder.name, ingest_dataset(folder, out, options, fresh, counter.add,
-                                                 append_only, pool, window=jobs))
+                                                 append_only, pool, window=window))
     finally:
         bar.close()
         if pool is not None:
