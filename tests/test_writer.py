@@ -8,7 +8,7 @@ import zlib
 
 import pytest
 
-from helpers.ingest.writer import MemberWriter, member_digests
+from helpers.ingest.writer import MemberWriter, gzip_member, member_digests
 
 
 def members(data: bytes) -> int:
@@ -111,3 +111,14 @@ def test_member_digests_name_a_file_whose_last_member_is_cut_short(tmp_path):
     path.write_bytes(whole[:-8] + bytes(4) + whole[-4:])  # member 2's CRC, zeroed
     with pytest.raises(ValueError, match="out.gz: gzip member 2 is damaged"):
         member_digests(path)
+
+
+@pytest.mark.parametrize("data, tail", [(b'{"a":1}\n{"a":2}', b"\n"), (b"", b"\n"),
+                                        (b"x" * 100_000, b"")])
+def test_a_member_made_of_data_and_tail_holds_both_in_order(data, tail):
+    member = gzip_member(data, 1, tail)
+    assert members(member) == 1 and gzip.decompress(member) == data + tail
+
+
+def test_nothing_at_all_makes_no_member():
+    assert gzip_member(b"", 1, b"") == b""

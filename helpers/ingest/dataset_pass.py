@@ -692,9 +692,9 @@ def native_work(fmt: Format, normalizer: Normalizer,
         blob, hashes = encoded
         if len(hashes) != block.n:  # a line a record, or the normalizer decides
             return None
-        member = gzip_member(blob, options.level)
+        member = gzip_member(blob, options.level, tail=b"\n")
         if options.dedupe == "drop":  # only dropping needs the lines again
-            return NativeLines(blob, block.n, member, hashes, None, fallbacks)
+            return NativeLines(blob + b"\n", block.n, member, hashes, None, fallbacks)
         unique = hashes.unique().to_list() if dedupe else None
         return NativeLines(None, block.n, member, hashes if dedupe else None, unique, fallbacks)
 

@@ -93,7 +93,9 @@ def _lines(blob: bytes) -> Any:
     return _pl().Series("l", blob.split(b"\n"), dtype=_pl().Binary).cast(_pl().String)
 
 
-Encoded = tuple[bytes, Any]  # output lines, each ending in a newline; their fingerprints
+# Output lines joined by newlines, the last without its own (the writer adds it: one copy of
+# the lines fewer), and their fingerprints.
+Encoded = tuple[bytes, Any]
 
 
 def is_utf8(data: bytes) -> bool:
@@ -382,4 +384,4 @@ def _encode(frame: Any, checks: list[Any], exprs: list[Any]) -> Encoded | None:
          lines.select(pl.col("l").str.join("\n").cast(pl.Binary))], engine="in-memory")
     if not all(verdict.row(0)):
         return None
-    return joined.item() + b"\n", hashes["h"]
+    return joined.item(), hashes["h"]

@@ -74,13 +74,14 @@ class MemberWriter:
         return size
 
 
-def gzip_member(data: bytes, level: int = 1) -> bytes:
-    """`data` as one complete gzip member (the same header and trailer `MemberWriter` writes);
-    isal releases the GIL while it compresses."""
-    if not data:
+def gzip_member(data: bytes, level: int = 1, tail: bytes = b"") -> bytes:
+    """`data` and then `tail` as one complete gzip member (the same header and trailer
+    `MemberWriter` writes), without joining them first; isal releases the GIL while it
+    compresses."""
+    if not data and not tail:
         return b""
     compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, GZIP_WBITS)
-    return compressor.compress(data) + compressor.flush()
+    return compressor.compress(data) + compressor.compress(tail) + compressor.flush()
 
 
 def member_digests(path: Path) -> list[str]:
