@@ -17,6 +17,7 @@ match before it is first imported.
 from __future__ import annotations
 
 import ctypes
+import functools
 import operator
 import os
 import re
@@ -200,12 +201,25 @@ def _csv_lines(block: bytes, n: int, spec: CsvSpec) -> Encoded | None:
     quote = spec.quotechar
     if quote is not None and quote.encode() in block and not _well_quoted(block, spec):
         return None
-    names = [f"f{i}" for i in range(spec.width)]
+    query = _csv_query(spec)
+    if query is None:
+        return None
+    names, checks, exprs = query
     frame = pl.read_csv(block, has_header=False, separator=spec.delimiter, quote_char=quote,
                         schema=dict.fromkeys(names, pl.String), empty_string_is_null=False,
                         truncate_ragged_lines=False, raise_if_empty=False)
     if frame.height != n:
         return None
+    return _encode(frame, checks, exprs)
+
+
+@functools.lru_cache(maxsize=256)
+def _csv_query(spec: CsvSpec) -> tuple[list[str], list[Any], list[Any]] | None:
+    """The field names, checks and output columns of a CSV file's blocks, made once per file
+    (expressions are immutable, so threads share them): or None when a column the normalizer
+    requires has no field to come from."""
+    pl = _pl()
+    names = [f"f{i}" for i in range(spec.width)]
     # A short record leaves nulls (an empty field is "" here): the normalizer rejects it.
     checks, exprs = [pl.sum_horizontal(pl.all().null_count()) == 0], []
     for column, source in zip(spec.columns, spec.sources):
@@ -224,7 +238,7 @@ def _csv_lines(block: bytes, n: int, spec: CsvSpec) -> Encoded | None:
         if column.kind == "number":
             checks.append(typed.is_finite().all())
         exprs.append(typed.alias(column.name))
-    return _encode(frame, checks, exprs)
+    return names, checks, exprs
 
 
 def _well_quoted(block: bytes, spec: CsvSpec) -> bool:
@@ -264,7 +278,6 @@ def _read_json(read: Callable[..., Any], data: bytes) -> Any:
 def _json_out(block: bytes, frame: Any, spec: JsonSpec,
               lines_are_records: bool) -> Encoded | None:
     """Output lines for the records Polars read from `block`, or None."""
-    pl = _pl()
     if any(c.kind not in KINDS for c in spec.columns):
         return None
     if any('"' in name or "\\" in name for name in frame.columns) \
@@ -276,15 +289,29 @@ def _json_out(block: bytes, frame: Any, spec: JsonSpec,
     if mapping is None or not set(mapping.values()) <= known:
         return None
     frame = frame.rename(mapping)
+    query = _json_query(spec.columns, tuple(frame.schema.items()))
+    if query is None:
+        return None
+    return _encode(frame, *query)
+
+
+@functools.lru_cache(maxsize=256)
+def _json_query(columns: tuple[Column, ...],
+                read: tuple[tuple[str, Any], ...]) -> tuple[list[Any], list[Any]] | None:
+    """The checks and output columns for records Polars read as `read` (output names and
+    types), made once per shape; None when a type needs a cast the normalizer would decide
+    otherwise, or when no column is known yet (the normalizer writes {})."""
+    pl = _pl()
+    types = dict(read)
     checks, exprs = [], []
-    for column in spec.columns:
-        if column.name not in frame.columns:
+    for column in columns:
+        if column.name not in types:
             if not column.nullable:
                 return None
             exprs.append(pl.lit(None, _dtype(column)).alias(column.name))
             continue
         value = pl.col(column.name)
-        dtype = frame.schema[column.name]
+        dtype = types[column.name]
         if not _json_type_fits(dtype, column, pl):
             return None
         if not column.nullable:
@@ -295,9 +322,7 @@ def _json_out(block: bytes, frame: Any, spec: JsonSpec,
                 checks.append(~empty.any())
             value = pl.when(empty).then(None).otherwise(value)
         exprs.append(value.cast(_dtype(column)).alias(column.name))
-    if not exprs:  # no column known yet: the normalizer writes {}
-        return None
-    return _encode(frame, checks, exprs)
+    return (checks, exprs) if exprs else None
 
 
 def _read_faithfully(block: bytes, frame: Any, lines_are_records: bool) -> bool:
@@ -323,6 +348,28 @@ def _read_faithfully(block: bytes, frame: Any, lines_are_records: bool) -> bool:
     style = b'": ' if block[at + 2:at + 3] == b" " else b'":'  # the other style: no match, None
 
     # Counted and searched by Polars, without the GIL, over the block as one string, in one query.
+    twice = style + b"null" in block
+    checks = _faithfulness_checks(quote_colon, style, escapes, lines_are_records,
+                                  tuple(frame.columns) if twice else None)
+    whole = pl.DataFrame({"b": pl.Series([block], dtype=pl.Binary).cast(pl.String)})
+    found = whole.select(checks).row(0, named=True)
+    if found.get("odd"):
+        return False
+    missing = frame.null_count().row(0, named=True)
+    texts = [name for name, dtype in frame.schema.items() if dtype == pl.String]
+    values = frame.height * frame.width - sum(missing.values())
+    text_values = frame.height * len(texts) - sum(missing[name] for name in texts)
+    if found["keys"] != values + found["nulls"] or found["strings"] != text_values:
+        return False
+    return not found["nulls"] or not found["twice"]
+
+
+@functools.lru_cache(maxsize=256)
+def _faithfulness_checks(quote_colon: bool, style: bytes, escapes: bool, on_lines: bool,
+                         keys: tuple[str, ...] | None) -> list[Any]:
+    """`_read_faithfully`'s counts and searches over a block, made once per kind of block;
+    `keys`: search for each written twice in one record (on one line if `on_lines`)."""
+    pl = _pl()
     text = pl.col("b").str
 
     def count(pattern: bytes) -> Any:
@@ -335,24 +382,14 @@ def _read_faithfully(block: bytes, frame: Any, lines_are_records: bool) -> bool:
               count(style + b'"').alias("strings")]
     if escapes:
         checks.append(text.contains(ODD_ESCAPES).alias("odd"))
-    if style + b"null" in block:
+    if keys is not None:
         # A key twice in one record, as one regular expression over the block: one pass, where
         # a count per key and line took a list of the lines and a pass per key.
-        between = SAME_LINE if lines_are_records else SAME_OBJECT
-        keys = map(pl.escape_regex, frame.columns)
-        twice = "|".join(f'"{key}":{between}"{key}":' for key in keys)
-        checks.append(text.contains(twice).alias("twice"))
-    whole = pl.DataFrame({"b": pl.Series([block], dtype=pl.Binary).cast(pl.String)})
-    found = whole.select(checks).row(0, named=True)
-    if found.get("odd"):
-        return False
-    missing = frame.null_count().row(0, named=True)
-    texts = [name for name, dtype in frame.schema.items() if dtype == pl.String]
-    values = frame.height * frame.width - sum(missing.values())
-    text_values = frame.height * len(texts) - sum(missing[name] for name in texts)
-    if found["keys"] != values + found["nulls"] or found["strings"] != text_values:
-        return False
-    return not found["nulls"] or not found["twice"]
+        between = SAME_LINE if on_lines else SAME_OBJECT
+        escaped = map(pl.escape_regex, keys)
+        checks.append(text.contains("|".join(f'"{k}":{between}"{k}":' for k in escaped))
+                      .alias("twice"))
+    return checks
 
 
 def _json_type_fits(dtype: Any, column: Column, pl: Any) -> bool:
