@@ -373,14 +373,16 @@ def array_cuts_by_the_rule(data: bytes, block: int, budget: int) -> list[tuple[i
 
 
 @settings(max_examples=300, deadline=None)
-@given(items=st.lists(st.tuples(st.integers(0, 30), st.sampled_from([",", ", ", ",\n  ", "\n,\n"])),
+@given(items=st.lists(st.tuples(st.text("x}", max_size=30),
+                                st.sampled_from([",", ", ", ",\n  ", "\n,\n"])),
                       min_size=1, max_size=40),
        block=st.integers(1, 7), budget=st.integers(1, 120), read=st.integers(8, 90))
 def test_array_blocks_are_cut_by_their_byte_budget_whatever_the_reads(items, block, budget, read):
     """The same for the items of a JSON array (the first read must reach the first item: a
-    file that starts otherwise goes to the row-by-row reader)."""
-    body = "".join(f'{{"a":"{"x" * n}"}}{sep}' for n, sep in items[:-1])
-    data = f'[\n  {body}{{"a":"{"x" * items[-1][0]}"}}\n]\n'.encode()
+    file that starts otherwise goes to the row-by-row reader); a `}` in a string, and items
+    separated in several ways in one file, must not fool the cutter's count."""
+    body = "".join(f'{{"a":"{text}"}}{sep}' for text, sep in items[:-1])
+    data = f'[\n  {body}{{"a":"{items[-1][0]}"}}\n]\n'.encode()
     with tempfile.TemporaryDirectory() as tmp, \
             mock.patch("helpers.ingest.blocks.BLOCK_BYTES", budget), \
             mock.patch("helpers.ingest.blocks.READ_BYTES", read):
