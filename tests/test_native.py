@@ -490,3 +490,13 @@ def test_array_blocks_give_the_lines_of_their_json_lines_twins():
     array = native.array_lines(b",\n  ".join(items), 3, JSON_SPEC)
     lines = native.jsonl_lines(b"".join(item + b"\n" for item in items), 3, JSON_SPEC)
     assert array is not None and lines is not None and array[0] == lines[0]
+
+
+def test_csv_blocks_with_text_polars_reads_otherwise_go_to_the_normalizer():
+    stray = b'1,"x"y"z"\n2,b\n'  # the CSV module refuses the record, Polars reads xyz
+    assert native.csv_lines(stray, 2, CSV_SPEC) is None
+    assert native.csv_lines(b'1,"x""y"\n2,b\n', 2, CSV_SPEC) is not None  # doubled: both agree
+    texts = (native.Column("name", "text", True), native.Column("note", "text", True))
+    commented = native.CsvSpec(",", '"', 2, texts, (0, 1), comment="#")
+    assert native.csv_lines(b"a,b\n#c,d\n", 2, commented) is None  # a comment is no record
+    assert native.csv_lines(b"a,b\nc,d\n", 2, commented) is not None
