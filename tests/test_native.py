@@ -33,7 +33,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
-from helpers.ingest import dataset_pass, native
+from helpers.ingest import blocks, dataset_pass, native
 from helpers.ingest.blocks import Batch, Block, FileSource
 from helpers.ingest.dataset_pass import DaemonPool, Options, ingest_dataset
 from helpers.ingest.lines import split_lines
@@ -500,3 +500,34 @@ def test_csv_blocks_with_text_polars_reads_otherwise_go_to_the_normalizer():
     commented = native.CsvSpec(",", '"', 2, texts, (0, 1), comment="#")
     assert native.csv_lines(b"a,b\n#c,d\n", 2, commented) is None  # a comment is no record
     assert native.csv_lines(b"a,b\nc,d\n", 2, commented) is not None
+
+
+@settings(max_examples=400, deadline=None)
+@given(lengths=st.lists(st.sampled_from([0, 1, 2, 7, 40, 300]), min_size=40, max_size=600),
+       cut=st.tuples(st.integers(0, 3), st.integers(0, 3)), data=st.data())
+def test_nth_newline_finds_the_newline_a_plain_scan_finds(lengths, cut, data):
+    """Lines of uneven lengths, so that the interpolated guess misses by many lines (and
+    enough of them that it is made: the last 32 are found one by one)."""
+    buf = b"\n".join(b"x" * k for k in lengths) + b"\n"
+    start, end = cut[0], len(buf) - cut[1]
+    newlines = [i for i in range(start, end) if buf[i] == 10]
+    assume(newlines)
+    n = data.draw(st.integers(1, len(newlines)))
+    assert blocks._nth_newline(buf, n, len(newlines), start, end) == newlines[n - 1]
+
+
+def test_nth_newline_takes_line_lengths_from_the_bytes_there_are():
+    """A block's byte budget may reach past what was read so far: the guess must not assume
+    lines as long as budget / lines, or it walks back one line at a time."""
+    buf = b"1,2\n" * 40_000
+    calls = []
+    real_rfind = bytes.rfind
+
+    class Counting(bytes):
+        def rfind(self, *args):
+            calls.append(args)
+            return real_rfind(self, *args)
+
+    at = blocks._nth_newline(Counting(buf), 20_000, 40_000, 0, 1 << 20)
+    assert at == 20_000 * 4 - 1
+    assert len(calls) < 100, f"{len(calls)} rfind calls to find one newline"

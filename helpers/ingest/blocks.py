@@ -469,8 +469,10 @@ def _lone_cr(buf: bytes, start: int, eof: bool) -> bool:
 
 def _nth_newline(buf: bytes, n: int, total: int, start: int = 0, end: int | None = None) -> int:
     """The offset of the n-th newline in buf[start:end], which holds `total` of them
-    (n <= total)."""
-    end = len(buf) if end is None else end
+    (n <= total). `end` may lie past the buffer's end (a block's byte budget reaching beyond
+    what was read so far): the average line length is taken over the bytes there are, or the
+    guess overshoots and the walk back takes one `rfind` per line."""
+    end = len(buf) if end is None else min(end, len(buf))
     if n == total:
         return buf.rfind(b"\n", start, end)
     width = (end - start) / total  # lines are near their average length: guess, then correct
