@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
+from unittest import mock
 
-from helpers.ingest.dedupe import BYTES_PER_FINGERPRINT, Fingerprints
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from helpers.ingest import dedupe
+from helpers.ingest.dedupe import BYTES_PER_FINGERPRINT, Fingerprints, unknown
 
 
 def test_count_mode_keeps_every_line_and_counts_repeats_across_calls():
@@ -51,3 +57,47 @@ def test_the_log_restores_the_set_as_it_was_at_a_checkpoint(tmp_path):
     assert again.distinct == 2
     assert again.filter([b"a", b"c"]) == [b"a", b"c"] and again.duplicates == 1
     assert log.stat().st_size == size  # the tail past the checkpoint was cut
+
+
+def series(values: list[int]) -> pl.Series:
+    return pl.Series("h", values, dtype=pl.UInt64)
+
+
+def test_unknown_keeps_the_distinct_fingerprints_a_snapshot_does_not_hold():
+    assert sorted(unknown(series([5, 1, 5, 2, 9]), None)) == [1, 2, 5, 9]
+    assert sorted(unknown(series([5, 1, 5, 2, 9]), series([1, 9, 7]))) == [2, 5]
+
+
+def test_known_mirrors_the_set_while_it_is_small(monkeypatch, tmp_path):
+    monkeypatch.setattr(dedupe, "KNOWN_MAX", 4)
+    fp = Fingerprints("count")
+    fp.count(3, series([1, 2, 1]), [1, 2])
+    assert sorted(fp.known.to_list()) == [1, 2]
+    fp.count(2, series([3, 4]), [3, 4])
+    assert sorted(fp.known.to_list()) == [1, 2, 3, 4]
+    fp.save(tmp_path / "fp")
+    fp.count(1, series([5]), [5])
+    assert fp.known is None  # five is past the limit: every block goes to the set again
+    again = Fingerprints("count")
+    again.restore(tmp_path / "fp", (tmp_path / "fp").stat().st_size, 1, True)
+    assert sorted(again.known.to_list()) == [1, 2, 3, 4]  # as saved, before five
+    assert Fingerprints("drop").known is None and Fingerprints("off").known is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(blocks=st.lists(st.lists(st.integers(0, 30), min_size=1, max_size=12), max_size=12),
+       lag=st.integers(0, 3), limit=st.integers(0, 20))
+def test_counts_are_exact_whatever_snapshot_the_workers_read(blocks, lag, limit):
+    """Workers read `known` while the writer replaces it: a snapshot `lag` blocks old must give
+    the counts that plain set arithmetic gives, and `known` must never hold what the set does
+    not."""
+    with mock.patch.object(dedupe, "KNOWN_MAX", limit):
+        fp = Fingerprints("count")
+        snapshots = [fp.known]
+        for block in blocks:
+            stale = snapshots[max(0, len(snapshots) - 1 - lag)]
+            fp.count(len(block), series(block), unknown(series(block), stale))
+            snapshots.append(fp.known)
+            assert fp.known is None or set(fp.known.to_list()) == fp.seen
+        seen = {x for block in blocks for x in block}
+        assert (fp.duplicates, fp.seen) == (sum(len(b) for b in blocks) - len(seen), seen)

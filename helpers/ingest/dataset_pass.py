@@ -21,7 +21,7 @@ from helpers.errors import HelpersError, InputError
 from helpers.fs import replace_durably, sha256_of
 from helpers.ingest import checkpoint, native
 from helpers.ingest.blocks import Block, FileSource, block_lines
-from helpers.ingest.dedupe import Fingerprints
+from helpers.ingest.dedupe import Fingerprints, unknown
 from helpers.ingest.folders import done_folder, list_files, state_folder
 from helpers.ingest.manifest import now, package_version
 from helpers.ingest.normalize import Normalizer, Reject
@@ -365,7 +365,8 @@ class _Run:
 
         # Each unit becomes one gzip member however it was read, so that the output's bytes do
         # not depend on which blocks the native path took (see `_ahead`).
-        units = self._ahead(source.units(), native_work(fmt, normalizer, options), path.name)
+        work = native_work(fmt, normalizer, options, self.fingerprints)
+        units = self._ahead(source.units(), work, path.name)
         for unit, native_result in units:
             if native_result is not None and source.clean:
                 done = native_result
@@ -641,12 +642,13 @@ class DaemonPool:
             self._queue.put(None)
 
 
-def native_work(fmt: Format, normalizer: Normalizer,
-                options: Options) -> Callable[[Block, int], Any] | None:
+def native_work(fmt: Format, normalizer: Normalizer, options: Options,
+                seen: Fingerprints | None = None) -> Callable[[Block, int], Any] | None:
     """What turns one block of `fmt` into output lines without the GIL, or None where the
     native path never applies (JSON streams, escaped quotes, a header in error). The callable
     gets the number of output columns known when it was submitted, and returns None for a block
-    it cannot vouch for; otherwise `NativeLines`."""
+    it cannot vouch for; otherwise `NativeLines`. `seen`: the dataset's fingerprints, whose
+    `known` snapshot spares both threads the ones it holds already."""
     columns = tuple(native.Column(c.name, c.kind, c.nullable)
                     for c in normalizer.schema.columns)
     if fmt.kind == "csv":
@@ -664,6 +666,9 @@ def native_work(fmt: Format, normalizer: Normalizer,
         return None
     first_record = fmt.data_line if fmt.kind == "csv" else 0
     dedupe = options.dedupe == "count"
+
+    def snapshot() -> Any:
+        return seen.known if seen is not None else None
 
     def work(block: Block, width: int) -> Any:
         try:
@@ -695,7 +700,7 @@ def native_work(fmt: Format, normalizer: Normalizer,
         member = gzip_member(blob, options.level, tail=b"\n")
         if options.dedupe == "drop":  # only dropping needs the lines again
             return NativeLines(blob + b"\n", block.n, member, hashes, None, fallbacks)
-        unique = hashes.unique().to_list() if dedupe else None
+        unique = unknown(hashes, snapshot()) if dedupe else None
         return NativeLines(None, block.n, member, hashes if dedupe else None, unique, fallbacks)
 
     return work

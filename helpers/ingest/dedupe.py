@@ -9,6 +9,11 @@ fingerprints are kept; the run says so and the duplicate count becomes a lower b
 
 New fingerprints are also appended to a log file at each checkpoint, so a resumed run starts
 with exactly the set the interrupted one had.
+
+While the set is small (`KNOWN_MAX`), a copy of it is kept as a Polars Series (`known`), replaced
+whole when it grows: a worker thread drops the fingerprints it already holds from a block's
+distinct ones in Polars, so that neither it nor the writing thread turns them into Python ints
+and sets (in data that repeats, that was most of what counting duplicates cost).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from typing import Any
 from helpers.ingest.native import fingerprints
 
 BYTES_PER_FINGERPRINT = 90  # measured: a set of n ints grows by about 70-110 bytes per int
+# Past this many, `known` is given up: each block's search would build a table of all of them.
+KNOWN_MAX = 1 << 16
 MODES = ("count", "drop", "off")
 
 
@@ -34,6 +41,8 @@ class Fingerprints:
         self.duplicates = 0
         self.exact = True
         self._pending: list[int] = []
+        self.known: Any = None  # the set as a Polars Series while it is small, else None
+        self._sync_known([])
 
     def filter(self, lines: list[bytes]) -> list[bytes]:
         """Count the duplicates among `lines`; in drop mode return only first occurrences."""
@@ -44,7 +53,8 @@ class Fingerprints:
 
     def count(self, n: int, hashes: Any, unique: list[int] | None = None) -> None:
         """Count the duplicates among n lines from their fingerprints alone (`hashes`, and the
-        distinct ones, `unique`): what `filter` counts, without the lines."""
+        distinct ones, `unique`, less any that a snapshot of `known` held: see `unknown`): what
+        `filter` counts, without the lines."""
         if self.mode == "off" or n == 0 or self._count_all(n, hashes, unique):
             return
         self._filter_one_by_one(None, hashes.to_list())
@@ -61,7 +71,19 @@ class Fingerprints:
         self.seen.update(new)
         self._pending.extend(sorted(new))
         self.duplicates += n - len(new)
+        self._sync_known(new)
         return True
+
+    def _sync_known(self, new: Any) -> None:
+        """Keep `known` equal to the set, or drop it once the set outgrows `KNOWN_MAX`. Replaced,
+        never changed in place: a worker may be searching the one it read."""
+        if self.mode != "count" or len(self.seen) > KNOWN_MAX:
+            self.known = None
+        elif self.known is None:
+            self.known = _pl().Series("h", sorted(self.seen), dtype=_pl().UInt64)
+        elif new:
+            added = _pl().Series("h", sorted(new), dtype=_pl().UInt64)
+            self.known = _pl().concat([self.known, added], rechunk=True)
 
     def filter_blob(self, blob: bytes, n: int, hashes: Any = None,
                     unique: list[int] | None = None) -> tuple[bytes, int]:
@@ -116,3 +138,21 @@ class Fingerprints:
             data = f.read()
         self.seen = set(struct.unpack(f"<{len(data) // 8}Q", data))
         self.duplicates, self.exact = duplicates, exact
+        self.known = None
+        self._sync_known([])
+
+
+def unknown(hashes: Any, known: Any) -> list[int]:
+    """The distinct fingerprints among `hashes` less those in `known` (a snapshot of a set's
+    fingerprints, or None): what `Fingerprints.count` needs of a block. Taken by a worker
+    thread, in Polars, without the GIL."""
+    distinct = hashes.unique()
+    if known is not None:
+        distinct = distinct.filter(~distinct.is_in(known.implode()))
+    return distinct.to_list()
+
+
+def _pl() -> Any:
+    import polars
+
+    return polars
