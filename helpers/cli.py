@@ -116,7 +116,8 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--level", type=int, choices=range(4), default=d.level,
                    help="gzip level of the output (isal, 0-3)")
     p.add_argument("--jobs", type=positive, default=None,
-                   help="threads that turn blocks into lines (default: cores)")
+                   help="cores to use: Polars' pool, and one more thread than this turning "
+                        "blocks into lines (default: all cores)")
     p.add_argument("--fresh", action="store_true",
                    help="ignore checkpoints and earlier runs: read every file again")
     p.add_argument("--append-only", action="store_true",
