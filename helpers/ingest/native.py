@@ -182,8 +182,8 @@ def _array_lines(block: bytes, n: int, spec: JsonSpec) -> Encoded | None:
 
 
 def _line_ends_plain(block: bytes) -> bool:
-    """Whether the block holds something and every \r in it starts a \r\n: Polars reads
-    \r\n as \n, as the normalizer does, and a lone \r as the normalizer does not. Counted,
+    """Whether the block holds something and every \\r in it starts a \\r\\n: Polars reads
+    \\r\\n as \\n, as the normalizer does, and a lone \\r as the normalizer does not. Counted,
     not replaced: a copy of the block, made holding the GIL, cost more than the read."""
     if not block:
         return False
