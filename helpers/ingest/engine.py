@@ -160,7 +160,7 @@ def _how_far(run: dict[str, Any], current: dict[str, Any], counter: _Counter) ->
 def _run_all(folders: list[Path], out: Path, options: Options, fresh: bool,
              jobs: int | None, progress: bool, finished: Callable[[str, dict], None],
              counter: _Counter, append_only: bool = False) -> None:
-    """Ingest `folders` one after the other, each on `jobs` threads, handing each dataset's
+    """Ingest `folders` one after the other, each on `jobs` cores, handing each dataset's
     entry to `finished` as soon as it is done.
 
     Threads, not processes: the native path (Polars) turns blocks into lines without the GIL,
