@@ -23,7 +23,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from helpers.ingest.native import fingerprints
+from helpers.ingest.native import _pl, fingerprints
 
 BYTES_PER_FINGERPRINT = 90  # measured: a set of n ints grows by about 70-110 bytes per int
 # Past this many, `known` is given up: each block's search would build a table of all of them.
@@ -150,9 +150,3 @@ def unknown(hashes: Any, known: Any) -> list[int]:
     if known is not None:
         distinct = distinct.filter(~distinct.is_in(known.implode()))
     return distinct.to_list()
-
-
-def _pl() -> Any:
-    import polars
-
-    return polars
