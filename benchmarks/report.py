@@ -232,9 +232,16 @@ def _jobs_section(jobs: dict | None) -> list[str]:
             "threads and written in order by one.", "",
             "| run | wall s | best wall s | CPU s | peak RSS, tree MiB |",
             "|---|---:|---:|---:|---:|", *rows, "",
-            f"--jobs 1 / --jobs 2 = {jobs['speedup']:.2f}x; output "
+            f"--jobs 1 / --jobs 2 = {jobs['speedup']:.2f}x (medians){_pairs_said(jobs)}; output "
             f"{'the same' if _same_output(jobs) else '**differs**'}, {_bytes_said(jobs)}.",
             ""]
+
+
+def _pairs_said(jobs: dict) -> str:
+    pairs = jobs.get("pair_speedups")  # results from before pairs were kept have none
+    if not pairs:
+        return ""
+    return "; each pair: " + ", ".join(f"{r:.2f}x" for r in pairs)
 
 
 def _growth_section(found: dict | None) -> list[str]:

@@ -159,6 +159,19 @@ def test_the_jobs_target_needs_the_speed_up_and_the_same_output(one, two, same, 
     assert "| --jobs 2 |" in text and ("the same" if same else "**differs**") in text
 
 
+def test_the_jobs_figure_is_the_median_of_several_pairs_even_with_one_rep(tiny_run):
+    tmp, results = tiny_run  # run with --reps 1
+    jobs = results["scales"]["1"]["jobs"]
+    assert jobs["runs"] == bench.JOBS_PAIRS >= 3
+    assert len(jobs["pair_speedups"]) == bench.JOBS_PAIRS
+    # Medians of each side, not one pair; each pair's own ratio is shown beside them.
+    assert jobs["speedup"] == round(jobs["jobs_1"]["wall_s"] / jobs["jobs_2"]["wall_s"], 2)
+    assert jobs["jobs_1"]["wall_min_s"] <= jobs["jobs_1"]["wall_s"]
+    assert jobs["same_output"]
+    table = (tmp / "results" / "latest.md").read_text()
+    assert "each pair: " + ", ".join(f"{r:.2f}x" for r in jobs["pair_speedups"]) in table
+
+
 @pytest.mark.parametrize("small, large, met", [(9.0, 39.0, True), (9.0, 40.5, False)])
 def test_the_growth_target_compares_the_largest_scale_with_the_smallest(small, large, met):
     def scale(wall: float) -> dict:
