@@ -10,7 +10,9 @@ cut the lines into the same gzip members. Blocks of four lines make every file c
 block boundaries.
 
 Then hypothesis writes files the same way `test_fast_slow` does (valid rows, hostile values) and
-holds the three runs to each other again; and the block reader is held to `split_lines`.
+holds the three runs to each other again; it also writes JSON by hand, as other writers do and
+`json.dumps` of a dict never does (a key twice, escaped keys, other separators, numbers spelled
+1.50 or 1E3), one oddity a file; and the block reader is held to `split_lines`.
 """
 
 from __future__ import annotations
@@ -38,9 +40,10 @@ from helpers.ingest.blocks import Batch, Block, FileSource
 from helpers.ingest.dataset_pass import DaemonPool, Options, ingest_dataset
 from helpers.ingest.lines import split_lines
 from helpers.ingest.readers import Limits
+from helpers.ingest.schema import schema_for
 from helpers.ingest.sniff import DATA_KINDS, Format, sniff
 from helpers.ingest.writer import member_digests
-from tests.test_fast_slow import render, tables
+from tests.test_fast_slow import THINGS, render, tables
 
 FIXTURES = Path(__file__).parent / "fixtures" / "native"
 CASES = sorted(p.relative_to(FIXTURES) for p in FIXTURES.glob("*/*"))
@@ -271,6 +274,102 @@ def test_native_and_row_by_row_agree_on_hostile_files(table, ending, quote_all):
         path = folder / ("data.csv" if kind == "csv" else "data.json")
         path.write_bytes(render(kind, header, rows, ending, quote_all))
         assume(sniff(path).kind in DATA_KINDS)
+        assert_same(ingest_three_ways(folder, Path(tmp)))
+
+
+# JSON as other writers write it, which `json.dumps` of a dict never does: a key twice in one
+# object (the second value null, or not), separators without spaces or with tabs, strings with
+# every character \u-escaped or with `\/`, numbers spelled 1.50, 1E3 or -0. Polars and orjson
+# read some of these apart; the native path must notice each time.
+JSON_NUMBERS = ["0", "-0", "7", "1.0", "1.50", "-2.25", "1e3", "1E-2", "0.1", "12345678901234567",
+                "9223372036854775808", "3.141592653589793238", "-0.0", "100"]
+# The first two styles, the usual ones, are the ones the native path reads (the others all go to
+# the normalizer), so they are drawn twice as often.
+JSON_STYLES = [(", ", ": "), (",", ":")] * 2 + [(" , ", " : "), (",\t", ":\t")]
+
+
+def escape_all(text: str) -> str:
+    return '"' + "".join(f"\\u{ord(c):04x}" if ord(c) < 0x10000 else json.dumps(c)[1:-1]
+                         for c in text) + '"'
+
+
+def json_text(value: object, escapes: str) -> str:
+    if isinstance(value, str):
+        if escapes == "every":
+            return escape_all(value)
+        text = json.dumps(value, ensure_ascii=escapes == "ascii")
+        return text.replace("/", "\\/") if escapes == "slash" else text
+    if isinstance(value, tuple):  # a number as a writer spelled it
+        return value[0]
+    return json.dumps(value)
+
+
+CLEAN = {"integer": st.integers(-(2**63), 2**63 - 1),
+         "number": st.floats(allow_nan=False, allow_infinity=False, width=64),
+         "text": st.text(st.characters(exclude_categories=("Cs",)), max_size=8)}
+ODD = {"integer": st.sampled_from(JSON_NUMBERS).map(lambda t: (t,)),
+       "number": st.sampled_from(JSON_NUMBERS).map(lambda t: (t,)),
+       "text": st.sampled_from(["", "a/b", "x\ty", "caf\u00e9", "\U0001f600", "}", '"', "\\"])
+       | st.integers() | st.booleans()}
+
+
+# A key twice with the second value null is the case only a search finds (Polars keeps the
+# first value, orjson the last, and the counts still balance); with \u-escaped keys, only the
+# search for escapes finds it.
+ODDITIES = ["none", "twice, then null", "twice", "left out", "null", "spelled oddly",
+            "escaped keys, twice, then null"]
+
+
+@st.composite
+def hand_rolled_json(draw) -> tuple[str, str, bytes]:
+    """Clean records, as a real export holds them, with one oddity of each file planted in one
+    or two of them, the oddity drawn evenly so that every one is met in a short run."""
+    dataset = draw(st.sampled_from(["tracks", "orders", "things"]))
+    columns = [(c.name, c.kind, c.nullable) for c in schema_for(dataset).columns
+               if dataset != "things"] or [(name, "text", True) for name in THINGS]
+    records = [[(name, draw(CLEAN[kind] | st.none()) if nullable and draw(st.booleans())
+                 else draw(CLEAN[kind])) for name, kind, nullable in columns]
+               for _ in range(draw(st.integers(1, 9)))]
+    odd = draw(st.sampled_from(ODDITIES))
+    for _ in range(draw(st.integers(1, 2)) if odd != "none" else 0):
+        pairs = draw(st.sampled_from(records))
+        at = draw(st.integers(0, len(pairs) - 1))
+        name, kind, _ = next(c for c in columns if c[0] == pairs[at][0])
+        if odd == "twice":
+            pairs.insert(draw(st.integers(0, len(pairs))), (name, draw(CLEAN[kind] | ODD[kind])))
+        elif odd.endswith("twice, then null"):
+            if pairs[at][1] is None:
+                pairs[at] = (name, draw(CLEAN[kind]))
+            pairs.insert(draw(st.integers(at + 1, len(pairs))), (name, None))
+        elif odd == "left out":
+            del pairs[at:at + 1 if len(pairs) > 1 else 0]
+        else:
+            pairs[at] = (name, None if odd == "null" else draw(ODD[kind]))
+    comma, colon = draw(st.sampled_from(JSON_STYLES))
+    escapes = draw(st.sampled_from(["plain", "ascii", "slash", "every"]))
+    keys_escaped = odd.startswith("escaped keys")
+
+    def obj(pairs: list) -> str:
+        return "{" + comma.join((escape_all(k) if keys_escaped else json.dumps(k)) + colon
+                                + json_text(v, escapes) for k, v in pairs) + "}"
+
+    objects = [obj(pairs) for pairs in records]
+    kind = draw(st.sampled_from(["jsonl", "json_array"]))
+    if kind == "jsonl":
+        text = "".join(o + "\n" for o in objects)
+    else:
+        text = "[" + draw(st.sampled_from([",\n", ",", ", "])).join(objects) + "]\n"
+    return dataset, kind, text.encode()
+
+
+@settings(NATIVE_FUZZ, max_examples=150)
+@given(case=hand_rolled_json())
+def test_native_and_row_by_row_agree_on_hand_rolled_json(case):
+    dataset, kind, body = case
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "raw" / dataset
+        folder.mkdir(parents=True)
+        (folder / ("data.jsonl" if kind == "jsonl" else "data.json")).write_bytes(body)
         assert_same(ingest_three_ways(folder, Path(tmp)))
 
 
