@@ -206,7 +206,7 @@ def _csv_lines(block: bytes, n: int, spec: CsvSpec) -> Encoded | None:
             or (spec.comment and spec.comment.encode() in block):
         return None  # a blank line is no record, where Polars reads one of empty fields
     quote = spec.quotechar
-    if quote is not None and quote.encode() in block and not _well_quoted(block, spec):
+    if not _records_whole(block, n, spec):
         return None
     query = _csv_query(spec)
     if query is None:
@@ -227,7 +227,8 @@ def _csv_query(spec: CsvSpec) -> tuple[list[str], list[Any], list[Any]] | None:
     requires has no field to come from."""
     pl = _pl()
     names = [f"f{i}" for i in range(spec.width)]
-    # A short record leaves nulls (an empty field is "" here): the normalizer rejects it.
+    # Short records are found before the read (`_records_whole`): Polars 2 reads a field left
+    # out as "". Should a null come out of the read all the same, the normalizer decides.
     checks, exprs = [pl.sum_horizontal(pl.all().null_count()) == 0], []
     for column, source in zip(spec.columns, spec.sources):
         if source is None:
@@ -246,6 +247,30 @@ def _csv_query(spec: CsvSpec) -> tuple[list[str], list[Any], list[Any]] | None:
             checks.append(typed.is_finite().all())
         exprs.append(typed.alias(column.name))
     return names, checks, exprs
+
+
+def _records_whole(block: bytes, n: int, spec: CsvSpec) -> bool:
+    """Whether each of the block's n lines holds exactly `spec.width` fields, quotes only around
+    whole fields (doubled inside them). Polars 2 reads a field missing from a short record as
+    it reads an empty one ("" or null, as `empty_string_is_null` says), so a record that leaves
+    out trailing fields, which the normalizer rejects, is found here, by its delimiters: without
+    quotes, by counting them (a long record fails Polars' read); with quotes, by matching every
+    line with a regular expression of the whole record, in Polars, without the GIL."""
+    quote = spec.quotechar
+    if quote is None or quote.encode() not in block:
+        return block.count(spec.delimiter.encode()) == n * (spec.width - 1)
+    if spec.width == 1:  # no field to leave out; only the quotes to check
+        return _well_quoted(block, spec)
+    whole = _pl().Series([block], dtype=_pl().Binary).cast(_pl().String)
+    return whole.str.count_matches(_record_pattern(spec)).item() == n
+
+
+@functools.lru_cache(maxsize=64)
+def _record_pattern(spec: CsvSpec) -> str:
+    """A line of exactly `spec.width` fields, each quoted whole or holding no quote at all."""
+    q, d = _hex(spec.quotechar or ""), _hex(spec.delimiter)
+    field = f"(?:{q}(?:[^{q}]|{q}{q})*{q}|[^{q}{d}\\r\\n]*)"
+    return f"(?m)^(?:{field}{d}){{{spec.width - 1}}}{field}\\r?$"
 
 
 def _well_quoted(block: bytes, spec: CsvSpec) -> bool:
