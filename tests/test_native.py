@@ -352,16 +352,20 @@ def hand_rolled_json(draw) -> tuple[str, str, bytes]:
     escapes = draw(st.sampled_from(["plain", "ascii", "slash", "every"]))
     keys_escaped = odd.startswith("escaped keys")
 
+    kind = draw(st.sampled_from(["jsonl", "json_array"]))
+    if kind == "json_array" and draw(st.booleans()):  # pretty-printed, an item over lines
+        comma = comma.rstrip() + "\n    "
+    opening, closing = ("{\n    ", "\n  }") if comma.endswith("\n    ") else ("{", "}")
+
     def obj(pairs: list) -> str:
-        return "{" + comma.join((escape_all(k) if keys_escaped else json.dumps(k)) + colon
-                                + json_text(v, escapes) for k, v in pairs) + "}"
+        return opening + comma.join((escape_all(k) if keys_escaped else json.dumps(k)) + colon
+                                    + json_text(v, escapes) for k, v in pairs) + closing
 
     objects = [obj(pairs) for pairs in records]
-    kind = draw(st.sampled_from(["jsonl", "json_array"]))
     if kind == "jsonl":
         text = "".join(o + "\n" for o in objects)
     else:
-        text = "[" + draw(st.sampled_from([",\n", ",", ", "])).join(objects) + "]\n"
+        text = "[" + draw(st.sampled_from([",\n  ", ",", ", "])).join(objects) + "]\n"
     return dataset, kind, text.encode()
 
 
