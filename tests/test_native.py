@@ -366,7 +366,10 @@ def hand_rolled_json(draw) -> tuple[str, str, bytes]:
         text = "".join(o + "\n" for o in objects)
     else:
         text = "[" + draw(st.sampled_from([",\n  ", ",", ", "])).join(objects) + "]\n"
-    return dataset, kind, text.encode()
+    if draw(st.booleans()):  # as written on Windows: CRLF, and now and then a BOM
+        text = text.replace("\n", "\r\n")
+    bom = "\ufeff" if draw(st.integers(0, 3)) == 0 else ""
+    return dataset, kind, (bom + text).encode()
 
 
 def write_raw(folder: Path, name: str, body: bytes, gzipped: bool) -> Path:
