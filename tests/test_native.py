@@ -38,7 +38,7 @@ from hypothesis import strategies as st
 from helpers.ingest import blocks, dataset_pass, native
 from helpers.ingest.blocks import Batch, Block, FileSource
 from helpers.ingest.dataset_pass import DaemonPool, Options, ingest_dataset
-from helpers.ingest.lines import split_lines
+from helpers.ingest.lines import decode_line, split_lines
 from helpers.ingest.readers import Limits
 from helpers.ingest.schema import schema_for
 from helpers.ingest.sniff import DATA_KINDS, Format, sniff
@@ -493,6 +493,25 @@ def test_a_record_that_leaves_out_a_field_is_rejected_as_the_normalizer_rejects_
     """A short record in every example; track_facts' last column may be empty."""
     dataset, suffix, body = case
     assert_native_agrees(dataset, f"data.{suffix}", body, False, kind="csv")
+
+
+# Bytes of a line as a cp1252 export, a UTF-8 one or a damaged one holds them.
+LINE_BYTES = st.lists(st.sampled_from([b"a", b",", b"\xe9", b"\x80", b"\x81", b"\xc3\xa9",
+                                       b"\xe2\x82\xac", b"\xe2\x82", b"\xed\xa0\x80", b"\xff"]),
+                      max_size=12).map(b"".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines=st.lists(LINE_BYTES, min_size=1, max_size=30), last_break=st.booleans())
+def test_a_block_decodes_and_counts_as_its_lines_do_one_by_one(lines, last_break):
+    """`decode_with_fallback` on a block (the last of a file may end without a line break): the
+    text, and the count of lines that needed cp1252 as `lines.decode_line` finds them line by
+    line (what the normalizer counts)."""
+    end = b"\n" if last_break else b""
+    text, fallbacks = native.decode_with_fallback(b"\n".join(lines) + end)
+    one_by_one = [decode_line(line) for line in lines]
+    assert text == ("\n".join(t for t, _ in one_by_one) + end.decode()).encode()
+    assert fallbacks == sum(fell_back for _, fell_back in one_by_one)
 
 
 # --- the block reader counts lines as split_lines does --------------------------------------

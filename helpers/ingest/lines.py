@@ -17,6 +17,7 @@ from __future__ import annotations
 import codecs
 import io
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,18 @@ def _decode_as_cp1252(exc: UnicodeDecodeError) -> tuple[str, int]:
 
 
 codecs.register_error(FALLBACK_ERRORS, _decode_as_cp1252)
+# The same, noting where each sequence it decodes starts (in a list of the calling thread's):
+# a block's lines that needed it are counted from those, not by comparing every line.
+FALLBACK_ERRORS_NOTED = "helpers-cp1252-noted"
+fallback_starts = threading.local()
+
+
+def _decode_as_cp1252_noted(exc: UnicodeDecodeError) -> tuple[str, int]:
+    fallback_starts.found.append(exc.start)
+    return _decode_as_cp1252(exc)
+
+
+codecs.register_error(FALLBACK_ERRORS_NOTED, _decode_as_cp1252_noted)
 
 
 class DamagedInput(Exception):
