@@ -102,6 +102,12 @@ def _lines(blob: bytes) -> Any:
     return _pl().Series("l", blob.split(b"\n"), dtype=_pl().Binary).cast(_pl().String)
 
 
+def _text(block: bytes) -> Any:
+    """`block` as a one-value String Series, for Polars' searches over its bytes (the cast
+    fails on bytes that are not UTF-8, which the callers' callers take as "not native")."""
+    return _pl().Series("b", [block], dtype=_pl().Binary).cast(_pl().String)
+
+
 # Output lines joined by newlines, the last without its own (the writer adds it: one copy of
 # the lines fewer), and their fingerprints.
 Encoded = tuple[bytes, Any]
@@ -269,8 +275,7 @@ def _records_whole(block: bytes, n: int, spec: CsvSpec) -> bool:
         return block.count(spec.delimiter.encode()) == n * (spec.width - 1)
     if spec.width == 1:  # no field to leave out; only the quotes to check
         return _well_quoted(block, spec)
-    whole = _pl().Series([block], dtype=_pl().Binary).cast(_pl().String)
-    return whole.str.count_matches(_record_pattern(spec)).item() == n
+    return _text(block).str.count_matches(_record_pattern(spec)).item() == n
 
 
 @functools.lru_cache(maxsize=64)
@@ -287,11 +292,9 @@ def _well_quoted(block: bytes, spec: CsvSpec) -> bool:
     quote with an ordinary character on both sides is none of these (`"x"y"z"`, where the
     module refuses the record and Polars reads xyz); a quote that opens a field nobody closes
     runs on to other lines, which the row count catches."""
-    pl = _pl()
     q, d = _hex(spec.quotechar or ""), _hex(spec.delimiter)
     stray = f"[^{q}{d}\\n]{q}[^{q}{d}\\r\\n]"
-    whole = pl.Series([block], dtype=pl.Binary).cast(pl.String)
-    return not whole.str.contains(stray).item()
+    return not _text(block).str.contains(stray).item()
 
 
 def _hex(char: str) -> str:
@@ -391,8 +394,7 @@ def _read_faithfully(block: bytes, frame: Any, lines_are_records: bool) -> bool:
     twice = style + b"null" in block
     checks = _faithfulness_checks(quote_colon, style, escapes, lines_are_records,
                                   tuple(frame.columns) if twice else None)
-    whole = pl.DataFrame({"b": pl.Series([block], dtype=pl.Binary).cast(pl.String)})
-    found = whole.select(checks).row(0, named=True)
+    found = _text(block).to_frame().select(checks).row(0, named=True)
     if found.get("odd"):
         return False
     missing = frame.null_count().row(0, named=True)
