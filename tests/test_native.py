@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import replace
 from pathlib import Path
 from unittest import mock
@@ -267,17 +268,31 @@ NATIVE_FUZZ = settings(max_examples=60, deadline=None,
                        suppress_health_check=[HealthCheck.too_slow])
 
 
+def write_raw(folder: Path, name: str, body: bytes, gzipped: bool) -> Path:
+    """A raw file as it was exported, or gzipped (read back in short reads, block by block)."""
+    path = folder / (name + ".gz" if gzipped else name)
+    path.write_bytes(gzip.compress(body, mtime=0) if gzipped else body)
+    return path
+
+
+def assert_native_agrees(dataset: str, name: str, body: bytes, gzipped: bool,
+                         kinds: Collection[str] | None = None) -> None:
+    """`body`, as file `name` of `dataset`, ingested three ways with the same results; `kinds`:
+    the formats the file must sniff as to count (a few random bytes rightly sniff otherwise)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "raw" / dataset
+        folder.mkdir(parents=True)
+        path = write_raw(folder, name, body, gzipped)
+        assume(kinds is None or sniff(path).kind in kinds)
+        assert_same(ingest_three_ways(folder, Path(tmp)))
+
+
 @NATIVE_FUZZ
 @given(table=tables(), ending=st.sampled_from(["\n", "\r\n"]), quote_all=st.booleans())
 def test_native_and_row_by_row_agree_on_hostile_files(table, ending, quote_all):
     dataset, kind, header, rows = table
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "raw" / dataset
-        folder.mkdir(parents=True)
-        path = folder / ("data.csv" if kind == "csv" else "data.json")
-        path.write_bytes(render(kind, header, rows, ending, quote_all))
-        assume(sniff(path).kind in DATA_KINDS)
-        assert_same(ingest_three_ways(folder, Path(tmp)))
+    assert_native_agrees(dataset, "data.csv" if kind == "csv" else "data.json",
+                         render(kind, header, rows, ending, quote_all), False, DATA_KINDS)
 
 
 # JSON as other writers write it, which `json.dumps` of a dict never does: a key twice in one
@@ -370,25 +385,6 @@ def hand_rolled_json(draw, oddities: list[str] = ODDITIES) -> tuple[str, str, by
         text = text.replace("\n", "\r\n")
     bom = "\ufeff" if draw(st.integers(0, 3)) == 0 else ""
     return dataset, kind, (bom + text).encode()
-
-
-def write_raw(folder: Path, name: str, body: bytes, gzipped: bool) -> Path:
-    """A raw file as it was exported, or gzipped (read back in short reads, block by block)."""
-    path = folder / (name + ".gz" if gzipped else name)
-    path.write_bytes(gzip.compress(body, mtime=0) if gzipped else body)
-    return path
-
-
-def assert_native_agrees(dataset: str, name: str, body: bytes, gzipped: bool,
-                         kind: str | None = None) -> None:
-    """`body`, as file `name` of `dataset`, ingested three ways with the same results; `kind`:
-    the format the file must sniff as to count (a few random bytes rightly sniff otherwise)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "raw" / dataset
-        folder.mkdir(parents=True)
-        path = write_raw(folder, name, body, gzipped)
-        assume(kind is None or sniff(path).kind == kind)
-        assert_same(ingest_three_ways(folder, Path(tmp)))
 
 
 @settings(NATIVE_FUZZ, max_examples=150)
@@ -484,7 +480,7 @@ def hand_rolled_csv(draw, oddities: list[str] = CSV_ODDITIES,
 @given(case=hand_rolled_csv(), gzipped=st.booleans())
 def test_native_and_row_by_row_agree_on_hand_rolled_csv(case, gzipped):
     dataset, suffix, body = case
-    assert_native_agrees(dataset, f"data.{suffix}", body, gzipped, kind="csv")
+    assert_native_agrees(dataset, f"data.{suffix}", body, gzipped, {"csv"})
 
 
 @settings(NATIVE_FUZZ, max_examples=40)
@@ -492,7 +488,7 @@ def test_native_and_row_by_row_agree_on_hand_rolled_csv(case, gzipped):
 def test_a_record_that_leaves_out_a_field_is_rejected_as_the_normalizer_rejects_it(case):
     """A short record in every example; track_facts' last column may be empty."""
     dataset, suffix, body = case
-    assert_native_agrees(dataset, f"data.{suffix}", body, False, kind="csv")
+    assert_native_agrees(dataset, f"data.{suffix}", body, False, {"csv"})
 
 
 # Bytes of a line as a cp1252 export, a UTF-8 one or a damaged one holds them.
