@@ -694,8 +694,13 @@ ONE_COLUMN = native.CsvSpec(",", '"', 1, (native.Column("name", "text", True),),
 @pytest.mark.parametrize("block, spec", [
     (b"1,a\r2,b\r\n", CSV_SPEC),  # a lone CR: a line break to the normalizer
     (b'1,"a\rb"\r\n', CSV_SPEC),  # ...even inside quotes, where Polars keeps it in the value
+    (b"1,a\rb\n2,c\n", CSV_SPEC),  # ...or inside a field with no quotes, the fields counting right
+    (b"a\rb\n", ONE_COLUMN),
+    (b'"a\rb"\n', ONE_COLUMN),
     (b"a\r\n\r\nb\r\n", ONE_COLUMN),  # a blank line: Polars reads an empty record
     (b"\r\na\r\n", ONE_COLUMN),
+    (b"1,a\n\n2,b\n", CSV_SPEC),  # with two fields, counted: a blank line has no delimiter
+    (b'\r\n1,"a"\r\n', CSV_SPEC),
 ])
 def test_csv_blocks_with_line_breaks_polars_reads_otherwise_go_to_the_normalizer(block, spec):
     """n counted as the block reader counts lines: by their \n."""
@@ -703,8 +708,11 @@ def test_csv_blocks_with_line_breaks_polars_reads_otherwise_go_to_the_normalizer
 
 
 def test_a_json_line_holding_a_raw_cr_goes_to_the_normalizer():
-    """A raw CR inside a string is a control character orjson refuses."""
+    """A raw CR inside a string is a control character orjson refuses; between two tokens it is
+    white space to Polars and a line break to the normalizer."""
     assert native.jsonl_lines(b'{"id":1,"name":"a\rb"}\n', 1, JSON_SPEC) is None
+    assert native.jsonl_lines(b'{"id":1,"name":"a"}\n', 1, JSON_SPEC) is not None
+    assert native.jsonl_lines(b'{"id":1,\r"name":"a"}\n', 1, JSON_SPEC) is None
 
 
 @pytest.mark.parametrize("block, n, native_ok", [

@@ -37,6 +37,9 @@ ODD_ESCAPES = "|".join([r'\\\\":', r'\\u[0-9a-fA-F]{4}(?:[^"\\]|\\.)*":', r"\\u[
 # What may come between two keys of one record: on a line, anything but a line break; in an
 # array's object, anything but its closing brace, strings taken whole (a brace may be in one).
 SAME_LINE, SAME_OBJECT = r"[^\n]*", r'(?:[^}"]|"(?:[^"\\]|\\.)*")*'
+# A \r that ends no line: Polars reads \r\n as \n, as the normalizer does, and a lone \r as the
+# normalizer does not (a line break to it, even inside quotes; part of the value to Polars).
+LONE_CR = r"\r(?:[^\n]|$)"
 # Polars' allocator (jemalloc) keeps freed pages for ten seconds by default: a run would hold
 # the peak of every block it has seen. A tenth of a second returns them between blocks cheaply
 # (with zero, the kernel spends seconds mapping pages back in); one arena for all threads. Its
@@ -202,26 +205,24 @@ def _array_lines(block: bytes, n: int, spec: JsonSpec) -> Encoded | None:
     return _json_out(block, frame, spec, lines_are_records=False)
 
 
-def _line_ends_plain(block: bytes) -> bool:
-    """Whether the block holds something and every \\r in it starts a \\r\\n: Polars reads
-    \\r\\n as \\n, as the normalizer does, and a lone \\r as the normalizer does not. Counted,
-    not replaced: a copy of the block, made holding the GIL, cost more than the read."""
-    if not block:
-        return False
-    return b"\r" not in block or block.count(b"\r") == block.count(b"\r\n")
+def _blank_line(block: bytes) -> bool:
+    """Whether the block starts with an empty line or holds one."""
+    return block.startswith((b"\n", b"\r\n")) or b"\n\n" in block or b"\n\r\n" in block
 
 
 def _csv_lines(block: bytes, n: int, spec: CsvSpec) -> Encoded | None:
     pl = _pl()
-    if any(c.kind not in KINDS for c in spec.columns) or len(spec.delimiter) != 1:
+    if any(c.kind not in KINDS for c in spec.columns) or len(spec.delimiter) != 1 \
+            or not block or (spec.comment and spec.comment.encode() in block):
         return None
-    if not _line_ends_plain(block) or block.startswith((b"\n", b"\r\n")) \
-            or b"\n\n" in block or b"\n\r\n" in block \
-            or (spec.comment and spec.comment.encode() in block):
-        return None  # a blank line is no record, where Polars reads one of empty fields
-    quote = spec.quotechar
+    # A blank line is no record, where Polars reads one of empty fields. With two fields or
+    # more, the field counts of `_records_whole` find it (it has no delimiter); with one,
+    # only a search does.
+    if spec.width == 1 and _blank_line(block):
+        return None
     if not _records_whole(block, n, spec):
         return None
+    quote = spec.quotechar
     query = _csv_query(spec)
     if query is None:
         return None
@@ -265,17 +266,32 @@ def _csv_query(spec: CsvSpec) -> tuple[list[str], list[Any], list[Any]] | None:
 
 def _records_whole(block: bytes, n: int, spec: CsvSpec) -> bool:
     """Whether each of the block's n lines holds exactly `spec.width` fields, quotes only around
-    whole fields (doubled inside them). Polars 2 reads a field missing from a short record as
-    it reads an empty one ("" or null, as `empty_string_is_null` says), so a record that leaves
-    out trailing fields, which the normalizer rejects, is found here, by its delimiters: without
-    quotes, by counting them (a long record fails Polars' read); with quotes, by matching every
-    line with a regular expression of the whole record, in Polars, without the GIL."""
+    whole fields (doubled inside them), and every \\r in it ends a line. Polars 2 reads a field
+    missing from a short record as it reads an empty one ("" or null, as `empty_string_is_null`
+    says), so a record that leaves out trailing fields, which the normalizer rejects, is found
+    here, by its delimiters: without quotes, by counting them (a long record fails Polars'
+    read); with quotes, by matching every line with a regular expression of the whole record.
+    Regular expressions run in Polars, without the GIL."""
     quote = spec.quotechar
+    crs = b"\r" in block
     if quote is None or quote.encode() not in block:
-        return block.count(spec.delimiter.encode()) == n * (spec.width - 1)
-    if spec.width == 1:  # no field to leave out; only the quotes to check
-        return _well_quoted(block, spec)
-    return _text(block).str.count_matches(_record_pattern(spec)).item() == n
+        if block.count(spec.delimiter.encode()) != n * (spec.width - 1):
+            return False
+        return not crs or not _text(block).str.contains(LONE_CR).item()
+    found = _text(block).to_frame().select(_quoted_checks(spec, crs)).row(0, named=True)
+    return not found.get("odd") and found.get("records", n) == n
+
+
+@functools.lru_cache(maxsize=64)
+def _quoted_checks(spec: CsvSpec, crs: bool) -> list[Any]:
+    """`_records_whole`'s searches of a block with quotes: how many lines are whole records;
+    with one field a record, which no line can leave out, only quotes inside fields are looked
+    for (`_stray_quote`); with `crs`, a \\r that ends no line too."""
+    text = _pl().col("b").str
+    odd = ([_stray_quote(spec)] if spec.width == 1 else []) + ([LONE_CR] if crs else [])
+    checks = [] if spec.width == 1 else \
+        [text.count_matches(_record_pattern(spec)).alias("records")]
+    return checks + ([text.contains("|".join(odd)).alias("odd")] if odd else [])
 
 
 @functools.lru_cache(maxsize=64)
@@ -286,15 +302,14 @@ def _record_pattern(spec: CsvSpec) -> str:
     return f"(?m)^(?:{field}{d}){{{spec.width - 1}}}{field}\\r?$"
 
 
-def _well_quoted(block: bytes, spec: CsvSpec) -> bool:
-    """Whether every quote sits where the CSV module and Polars read it alike: opening a field
-    (after a delimiter or a line break), closing one (before them), or doubled inside one. A
-    quote with an ordinary character on both sides is none of these (`"x"y"z"`, where the
-    module refuses the record and Polars reads xyz); a quote that opens a field nobody closes
-    runs on to other lines, which the row count catches."""
+def _stray_quote(spec: CsvSpec) -> str:
+    """A quote where the CSV module and Polars read it apart: not opening a field (after a
+    delimiter or a line break), closing one (before them), or doubled inside one, but with an
+    ordinary character on both sides (`"x"y"z"`, where the module refuses the record and Polars
+    reads xyz). A quote that opens a field nobody closes runs on to other lines, which the row
+    count catches."""
     q, d = _hex(spec.quotechar or ""), _hex(spec.delimiter)
-    stray = f"[^{q}{d}\\n]{q}[^{q}{d}\\r\\n]"
-    return not _text(block).str.contains(stray).item()
+    return f"[^{q}{d}\\n]{q}[^{q}{d}\\r\\n]"
 
 
 def _hex(char: str) -> str:
@@ -302,7 +317,7 @@ def _hex(char: str) -> str:
 
 
 def _jsonl_lines(block: bytes, n: int, spec: JsonSpec) -> Encoded | None:
-    if not _line_ends_plain(block):
+    if not block:
         return None
     frame = _read_json(_pl().read_ndjson, block)
     if frame.height != n:  # Polars skips blank lines, which the normalizer counts
@@ -386,13 +401,13 @@ def _read_faithfully(block: bytes, frame: Any, lines_are_records: bool) -> bool:
     differently in Python and Polars)."""
     pl = _pl()
     escapes = b"\\" in block
-    quote_colon = escapes and b'\\":' in block  # an escaped quote before a colon: not a key's end
     at = block.find(b'":')
     style = b'": ' if block[at + 2:at + 3] == b" " else b'":'  # the other style: no match, None
+    crs = lines_are_records and b"\r" in block  # between an array's items, \r is white space
 
     # Counted and searched by Polars, without the GIL, over the block as one string, in one query.
     twice = style + b"null" in block
-    checks = _faithfulness_checks(quote_colon, style, escapes, lines_are_records,
+    checks = _faithfulness_checks(style, escapes, crs, lines_are_records,
                                   tuple(frame.columns) if twice else None)
     found = _text(block).to_frame().select(checks).row(0, named=True)
     if found.get("odd"):
@@ -407,23 +422,27 @@ def _read_faithfully(block: bytes, frame: Any, lines_are_records: bool) -> bool:
 
 
 @functools.lru_cache(maxsize=256)
-def _faithfulness_checks(quote_colon: bool, style: bytes, escapes: bool, on_lines: bool,
+def _faithfulness_checks(style: bytes, escapes: bool, crs: bool, on_lines: bool,
                          keys: tuple[str, ...] | None) -> list[Any]:
-    """`_read_faithfully`'s counts and searches over a block, made once per kind of block;
-    `keys`: search for each written twice in one record (on one line if `on_lines`)."""
+    """`_read_faithfully`'s counts and searches over a block, made once per kind of block.
+    `escapes`: the counts leave out matches right after a backslash; `crs`: search for a \\r
+    that ends no line; `keys`: search for each written twice in one record (on one line if
+    `on_lines`). Counted as regular expressions: Polars' literal count took longer (3x for a
+    pattern seldom found)."""
     pl = _pl()
     text = pl.col("b").str
 
     def count(pattern: bytes) -> Any:
-        found = text.count_matches(pattern.decode(), literal=True).cast(pl.Int64)
-        if quote_colon:
-            found = found - text.count_matches("\\" + pattern.decode(), literal=True)
+        found = text.count_matches(pl.escape_regex(pattern.decode())).cast(pl.Int64)
+        if escapes:
+            found = found - text.count_matches(pl.escape_regex("\\" + pattern.decode()))
         return found
 
     checks = [count(b'":').alias("keys"), count(style + b"null").alias("nulls"),
               count(style + b'"').alias("strings")]
-    if escapes:
-        checks.append(text.contains(ODD_ESCAPES).alias("odd"))
+    odd = ([ODD_ESCAPES] if escapes else []) + ([LONE_CR] if crs else [])
+    if odd:
+        checks.append(text.contains("|".join(odd)).alias("odd"))
     if keys is not None:
         # A key twice in one record, as one regular expression over the block: one pass, where
         # a count per key and line took a list of the lines and a pass per key.
