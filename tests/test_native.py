@@ -746,6 +746,18 @@ def test_csv_blocks_with_text_polars_reads_otherwise_go_to_the_normalizer():
     assert native.csv_lines(b"a,b\nc,d\n", 2, commented) is not None
 
 
+@settings(max_examples=300, deadline=None)
+@given(buf=st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"ab"]), max_size=12).map(b"".join),
+       start=st.integers(0, 6), eof=st.booleans())
+def test_a_lone_cr_is_found_as_a_plain_scan_finds_it(buf, start, eof):
+    """A \\r followed by anything but \\n; one that ends the buffer only when the file ends
+    there (before, it may be half of a \\r\\n split by a read)."""
+    lone = any(buf[i:i + 1] == b"\r" and (buf[i + 1:i + 2] not in (b"\n", b"") or
+                                          (eof and i == len(buf) - 1))
+               for i in range(start, len(buf)))
+    assert blocks._lone_cr(buf, start, eof) is lone
+
+
 @settings(max_examples=400, deadline=None)
 @given(lengths=st.lists(st.sampled_from([0, 1, 2, 7, 40, 300]), min_size=40, max_size=600),
        cut=st.tuples(st.integers(0, 3), st.integers(0, 3)), data=st.data())
