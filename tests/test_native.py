@@ -715,6 +715,25 @@ def test_a_json_line_holding_a_raw_cr_goes_to_the_normalizer():
     assert native.jsonl_lines(b'{"id":1,\r"name":"a"}\n', 1, JSON_SPEC) is None
 
 
+LETTERS = native.JsonSpec((native.Column("a", "text", True),)
+                          + tuple(native.Column(k, "integer", True) for k in "bcd"))
+
+
+@pytest.mark.parametrize("block", [
+    b'{"a":"x"\n"b":2}\n{"c":1},{"d":2}\n{"a":"y"}\n',  # an object over two lines, two on one
+    b'{"c":1},{"d":2}\n{"a":"x"\n"b":2}\n',
+    b'{"a":"x"}\n{"c":1},{"d":2}\n{"b":2\n"a":"y"}',  # ...the last line without a line break
+    b'{"a":"}\n{"}\n{"c":1},{"d":2}\n',  # a string over two lines: "},{" to Polars
+])
+def test_json_lines_holding_other_than_one_object_each_go_to_the_normalizer(block):
+    """Read as an array's items, these make as many objects as lines, each key counted once:
+    only the lines' starts and ends tell that the normalizer rejects lines Polars would read."""
+    n = block.count(b"\n") + (not block.endswith(b"\n"))
+    assert native.jsonl_lines(block, n, LETTERS) is None
+    good = b'{"a":"x","b":2}\n' * n
+    assert native.jsonl_lines(good, n, LETTERS) is not None
+
+
 @pytest.mark.parametrize("block, n, native_ok", [
     # Nulls, and no key twice: taken, also when the objects share a line.
     (b'{"id":1,"name":null},{"id":2,"name":"x"}', 2, True),

@@ -317,10 +317,19 @@ def _hex(char: str) -> str:
 
 
 def _jsonl_lines(block: bytes, n: int, spec: JsonSpec) -> Encoded | None:
+    """The lines read as the items of a JSON array: Polars' array reader costs a few
+    microseconds a call where its JSON Lines reader starts a query (0.4 ms), and reads faster.
+    A comma goes before each line break, not in its place, so a string cannot run on from one
+    line to the next (Polars refuses a raw line break in one). `_read_faithfully` checks that
+    every line but the first starts with `{` and every line but the last ends with `}` (the
+    first starts with an object or Polars refuses the array: it reads objects only). With no
+    string running across lines and no value nested (`_json_type_fits`), each line then holds
+    whole objects, at least one, and the row count makes it one."""
     if not block:
         return None
-    frame = _read_json(_pl().read_ndjson, block)
-    if frame.height != n:  # Polars skips blank lines, which the normalizer counts
+    body = block[:-1] if block.endswith(b"\n") else block
+    frame = _read_json(_pl().read_json, b"[" + body.replace(b"\n", b",\n") + b"]")
+    if frame.height != n:  # a blank line makes two commas, which Polars refuses
         return None
     return _json_out(block, frame, spec, lines_are_records=True)
 
@@ -412,6 +421,8 @@ def _read_faithfully(block: bytes, frame: Any, lines_are_records: bool) -> bool:
     found = _text(block).to_frame().select(checks).row(0, named=True)
     if found.get("odd"):
         return False
+    if lines_are_records and found["boundaries"] != frame.height - 1:
+        return False  # a line that does not end with }, or one after that does not start with {
     missing = frame.null_count().row(0, named=True)
     texts = [name for name, dtype in frame.schema.items() if dtype == pl.String]
     values = frame.height * frame.width - sum(missing.values())
@@ -440,6 +451,8 @@ def _faithfulness_checks(style: bytes, escapes: bool, crs: bool, on_lines: bool,
 
     checks = [count(b'":').alias("keys"), count(style + b"null").alias("nulls"),
               count(style + b'"').alias("strings")]
+    if on_lines:  # where a line ending in } meets one starting with {
+        checks.append(text.count_matches(r"\}\r?\n\{").alias("boundaries"))
     odd = ([ODD_ESCAPES] if escapes else []) + ([LONE_CR] if crs else [])
     if odd:
         checks.append(text.contains("|".join(odd)).alias("odd"))
