@@ -654,7 +654,7 @@ def test_an_array_whose_string_holds_the_item_separator_is_read_right(tmp_path):
 ])
 def test_a_json_block_is_read_faithfully_only_when_polars_reads_what_orjson_reads(lines, faithful):
     block = b"".join(line + b"\n" for line in lines)
-    frame = native._pl().read_ndjson(block)
+    frame = native.read_lines(block)
     assert native._read_faithfully(block, frame, lines_are_records=True) is faithful
 
 

@@ -327,11 +327,16 @@ def _jsonl_lines(block: bytes, n: int, spec: JsonSpec) -> Encoded | None:
     whole objects, at least one, and the row count makes it one."""
     if not block:
         return None
-    body = block[:-1] if block.endswith(b"\n") else block
-    frame = _read_json(_pl().read_json, b"[" + body.replace(b"\n", b",\n") + b"]")
+    frame = read_lines(block)
     if frame.height != n:  # a blank line makes two commas, which Polars refuses
         return None
     return _json_out(block, frame, spec, lines_are_records=True)
+
+
+def read_lines(block: bytes) -> Any:
+    """JSON Lines as Polars reads them on the native path: as the items of an array."""
+    body = block[:-1] if block.endswith(b"\n") else block
+    return _read_json(_pl().read_json, b"[" + body.replace(b"\n", b",\n") + b"]")
 
 
 def _read_json(read: Callable[..., Any], data: bytes) -> Any:
