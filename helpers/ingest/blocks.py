@@ -118,6 +118,7 @@ class FileSource:
         self.exhausted = False  # the row-by-row reader takes the rest of the file over
         self.rest_from = 0
         self.first_record = fmt.data_line if fmt.kind == "csv" else 0
+        self._line_bytes = 0.0  # the average line length of the last block full of lines
 
     @property
     def lines_based(self) -> bool:
@@ -212,18 +213,32 @@ class FileSource:
         """The next block of `buf[at:]` (it starts at line `index`) as (lines, end offset), or
         None until more is read: as many lines as end within BLOCK_BYTES of its start (at
         least one), up to the block boundary. Fixed by the content from the block's start, so a
-        resumed run cuts the same blocks."""
+        resumed run cuts the same blocks.
+
+        A file of short lines fills its blocks' line counts long before their bytes: the lines
+        are then counted only as far as the last such block's line length says the block ends,
+        not over all BLOCK_BYTES (this thread holds the GIL while it counts)."""
         window = at + BLOCK_BYTES
-        within = buf.count(b"\n", at, window)
         room = self._room(index)
+        if self._line_bytes:
+            near = at + int(room * self._line_bytes * 1.05) + 1
+            if near < window and (within := buf.count(b"\n", at, near)) >= room:
+                return self._full(buf, room, within, at, near)
+        within = buf.count(b"\n", at, window)
         if within >= room:
-            return room, _nth_newline(buf, room, within, at, window) + 1
+            return self._full(buf, room, within, at, window)
         if within:
             if eof or buf.find(b"\n", window) >= 0:
                 return within, buf.rfind(b"\n", at, window) + 1
             return None
         beyond = buf.find(b"\n", window)  # a line longer than BLOCK_BYTES: a block of its own
         return (1, beyond + 1) if beyond >= 0 else None
+
+    def _full(self, buf: bytes, room: int, within: int, at: int, end: int) -> tuple[int, int]:
+        """A block of `room` lines, the `within` lines of buf[at:end] being enough."""
+        cut = _nth_newline(buf, room, within, at, end) + 1
+        self._line_bytes = (cut - at) / room
+        return room, cut
 
     def _room(self, index: int) -> int:
         """How many lines the block starting at line `index` takes: to the next multiple of the
