@@ -395,12 +395,16 @@ def test_native_and_row_by_row_agree_on_hand_rolled_json(case, gzipped):
                          gzipped)
 
 
+@pytest.mark.parametrize("null_search", [native.NULL_SEARCH_BYTES, 0])
 @settings(NATIVE_FUZZ, max_examples=40)
 @given(case=hand_rolled_json(oddities=["twice, then null", "escaped keys, twice, then null"]))
-def test_a_key_twice_then_null_never_passes_natively(case):
-    """The hard case in every example, so that a short run meets it whatever its seed."""
+def test_a_key_twice_then_null_never_passes_natively(null_search, case):
+    """The hard case in every example, so that a short run meets it whatever its seed; also with
+    every null past where the native path first looks for one (its second query searches)."""
     dataset, kind, body = case
-    assert_native_agrees(dataset, "data.jsonl" if kind == "jsonl" else "data.json", body, False)
+    with mock.patch.object(native, "NULL_SEARCH_BYTES", null_search):
+        assert_native_agrees(dataset, "data.jsonl" if kind == "jsonl" else "data.json", body,
+                             False)
 
 
 # CSV as exports write it, one oddity a file: numbers spelled as people and spreadsheets spell
@@ -652,10 +656,13 @@ def test_an_array_whose_string_holds_the_item_separator_is_read_right(tmp_path):
     ([b'{"a":1,"b":"\\ud800"}'], False),  # a lone surrogate, escaped
     ([b'{"a":1,"b":"caf\\u00e9 \\"x\\""}'], True),  # escapes in a value only
 ])
-def test_a_json_block_is_read_faithfully_only_when_polars_reads_what_orjson_reads(lines, faithful):
+@pytest.mark.parametrize("null_search", [native.NULL_SEARCH_BYTES, 0])  # 0: every null "late"
+def test_a_json_block_is_read_faithfully_only_when_polars_reads_what_orjson_reads(lines, faithful,
+                                                                                 null_search):
     block = b"".join(line + b"\n" for line in lines)
     frame = native.read_lines(block)
-    assert native._read_faithfully(block, frame, lines_are_records=True) is faithful
+    with mock.patch.object(native, "NULL_SEARCH_BYTES", null_search):
+        assert native._read_faithfully(block, frame, lines_are_records=True) is faithful
 
 
 def test_fingerprints_are_one_per_line_even_with_odd_bytes():

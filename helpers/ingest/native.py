@@ -37,6 +37,7 @@ ODD_ESCAPES = "|".join([r'\\\\":', r'\\u[0-9a-fA-F]{4}(?:[^"\\]|\\.)*":', r"\\u[
 # What may come between two keys of one record: on a line, anything but a line break; in an
 # array's object, anything but its closing brace, strings taken whole (a brace may be in one).
 SAME_LINE, SAME_OBJECT = r"[^\n]*", r'(?:[^}"]|"(?:[^"\\]|\\.)*")*'
+NULL_SEARCH_BYTES = 1 << 16  # how far into a block an explicit null is looked for, holding the GIL
 # A \r that ends no line: Polars reads \r\n as \n, as the normalizer does, and a lone \r as the
 # normalizer does not (a line break to it, even inside quotes; part of the value to Polars).
 LONE_CR = r"\r(?:[^\n]|$)"
@@ -419,11 +420,17 @@ def _read_faithfully(block: bytes, frame: Any, lines_are_records: bool) -> bool:
     style = b'": ' if block[at + 2:at + 3] == b" " else b'":'  # the other style: no match, None
     crs = lines_are_records and b"\r" in block  # between an array's items, \r is white space
 
-    # Counted and searched by Polars, without the GIL, over the block as one string, in one query.
-    twice = style + b"null" in block
-    checks = _faithfulness_checks(style, escapes, crs, lines_are_records,
-                                  tuple(frame.columns) if twice else None)
-    found = _text(block).to_frame().select(checks).row(0, named=True)
+    # Counted and searched by Polars, without the GIL, over the block as one string, in one query
+    # (two when the first explicit null comes late: the search for a null, holding the GIL, looks
+    # at the block's start only, since a block without one would be searched to its end).
+    text = _text(block).to_frame()
+    keys = tuple(frame.columns)
+    twice = block.find(style + b"null", 0, NULL_SEARCH_BYTES) >= 0
+    checks = _faithfulness_checks(style, escapes, crs, lines_are_records)
+    found = text.select(_twice_checks(lines_are_records, keys) + checks if twice else checks) \
+        .row(0, named=True)
+    if found["nulls"] and not twice:
+        found |= text.select(_twice_checks(lines_are_records, keys)).row(0, named=True)
     if found.get("odd"):
         return False
     if lines_are_records and found["boundaries"] != frame.height - 1:
@@ -438,13 +445,11 @@ def _read_faithfully(block: bytes, frame: Any, lines_are_records: bool) -> bool:
 
 
 @functools.lru_cache(maxsize=256)
-def _faithfulness_checks(style: bytes, escapes: bool, crs: bool, on_lines: bool,
-                         keys: tuple[str, ...] | None) -> list[Any]:
+def _faithfulness_checks(style: bytes, escapes: bool, crs: bool, on_lines: bool) -> list[Any]:
     """`_read_faithfully`'s counts and searches over a block, made once per kind of block.
     `escapes`: the counts leave out matches right after a backslash; `crs`: search for a \\r
-    that ends no line; `keys`: search for each written twice in one record (on one line if
-    `on_lines`). Counted as regular expressions: Polars' literal count took longer (3x for a
-    pattern seldom found)."""
+    that ends no line; `on_lines`: count where lines meet. Counted as regular expressions:
+    Polars' literal count took longer (3x for a pattern seldom found)."""
     pl = _pl()
     text = pl.col("b").str
 
@@ -461,14 +466,19 @@ def _faithfulness_checks(style: bytes, escapes: bool, crs: bool, on_lines: bool,
     odd = ([ODD_ESCAPES] if escapes else []) + ([LONE_CR] if crs else [])
     if odd:
         checks.append(text.contains("|".join(odd)).alias("odd"))
-    if keys is not None:
-        # A key twice in one record, as one regular expression over the block: one pass, where
-        # a count per key and line took a list of the lines and a pass per key.
-        between = SAME_LINE if on_lines else SAME_OBJECT
-        escaped = map(pl.escape_regex, keys)
-        checks.append(text.contains("|".join(f'"{k}":{between}"{k}":' for k in escaped))
-                      .alias("twice"))
     return checks
+
+
+@functools.lru_cache(maxsize=256)
+def _twice_checks(on_lines: bool, keys: tuple[str, ...]) -> list[Any]:
+    """A search for any of `keys` written twice in one record (on one line if `on_lines`, else
+    in one object), as one regular expression over the block: one pass, where a count per key
+    and line took a list of the lines and a pass per key."""
+    pl = _pl()
+    between = SAME_LINE if on_lines else SAME_OBJECT
+    escaped = map(pl.escape_regex, keys)
+    return [pl.col("b").str.contains("|".join(f'"{k}":{between}"{k}":' for k in escaped))
+            .alias("twice")]
 
 
 def _json_type_fits(dtype: Any, column: Column, pl: Any) -> bool:
