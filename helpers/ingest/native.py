@@ -200,7 +200,7 @@ def _array_lines(block: bytes, n: int, spec: JsonSpec) -> Encoded | None:
     """The objects read as the array they came from, bracketed again. Polars' JSON reader
     refuses what orjson refuses between and inside them (raw control characters in strings,
     trailing commas, NaN); a block cut inside a string reads as other items, or none."""
-    frame = _read_json(_pl().read_json, b"[" + block + b"]")
+    frame = _read_json(_pl().read_json, b"".join((b"[", block, b"]")))
     if frame.height != n:
         return None
     return _json_out(block, frame, spec, lines_are_records=False)
@@ -335,9 +335,11 @@ def _jsonl_lines(block: bytes, n: int, spec: JsonSpec) -> Encoded | None:
 
 
 def read_lines(block: bytes) -> Any:
-    """JSON Lines as Polars reads them on the native path: as the items of an array."""
-    body = block[:-1] if block.endswith(b"\n") else block
-    return _read_json(_pl().read_json, b"[" + body.replace(b"\n", b",\n") + b"]")
+    """JSON Lines as Polars reads them on the native path: as the items of an array (made with
+    one copy besides the replacement's, the last line's comma left out by a view)."""
+    items = block.replace(b"\n", b",\n")
+    end = len(items) - 2 if block.endswith(b"\n") else len(items)
+    return _read_json(_pl().read_json, b"".join((b"[", memoryview(items)[:end], b"]")))
 
 
 def _read_json(read: Callable[..., Any], data: bytes) -> Any:
