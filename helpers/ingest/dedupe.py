@@ -145,8 +145,10 @@ class Fingerprints:
 def unknown(hashes: Any, known: Any) -> list[int]:
     """The distinct fingerprints among `hashes` less those in `known` (a snapshot of a set's
     fingerprints, or None): what `Fingerprints.count` needs of a block. Taken by a worker
-    thread, in Polars, without the GIL."""
-    distinct = hashes.unique()
+    thread, in Polars, without the GIL.
+
+    The known ones are dropped first: in data that repeats, few are left to make distinct
+    (a block of 20,000 lines with 3,500 distinct, all known: 0.83 -> 0.43 ms)."""
     if known is not None:
-        distinct = distinct.filter(~distinct.is_in(known.implode()))
-    return distinct.to_list()
+        hashes = hashes.filter(~hashes.is_in(known.implode()))
+    return hashes.unique().to_list()
