@@ -495,6 +495,88 @@ def test_a_record_that_leaves_out_a_field_is_rejected_as_the_normalizer_rejects_
     assert_native_agrees(dataset, f"data.{suffix}", body, False, {"csv"})
 
 
+# An undeclared column's values, as exports hold them: what the normalizer makes a number (a
+# strict integer within 64 bits, a strict decimal that fits a float), and what it keeps as text
+# right beside those. The native path types a column per block, all of one kind or the block
+# goes to the normalizer; a column drawing from several kinds puts both cases in most examples.
+AUTO_VALUES = {
+    "integers": st.integers(-(2**63), 2**63 - 1).map(str),
+    "decimals": st.tuples(st.integers(-(10**20), 10**20), st.text("0123456789", min_size=1,
+                                                                  max_size=8))
+    .map(lambda t: f"{t[0]}.{t[1]}"),
+    "text": CSV_TEXT.filter(bool),
+    "near misses": st.sampled_from([*CSV_NUMBERS, "-0.0", "0.0", "-0.5", "1" * 400 + ".5",
+                                    "9223372036854775808", "-", "00", "1.50"]),
+}
+
+
+# What Polars would read as a number of that kind, or nearly, and the normalizer keeps as text.
+NEAR_MISSES = {"integers": ["+7", "007", " 7", "7 ", "00", "-00", "1_000", "1e3", "0x10",
+                            "9223372036854775808", "\u0663", "\uff17"],
+               "decimals": ["1.", ".5", "-.5", "+1.5", " 1.5", "1.5 ", "00.5", "1e3", "1.5e3",
+                            "1_0.5", "\uff11.5", "1" * 400 + ".5"]}
+
+
+@st.composite
+def undeclared_csv(draw, plant: bool = False) -> bytes:
+    """A CSV file of undeclared columns. `plant`: one column of integers or of decimals holds
+    a single near miss among them, the case a per-block typing gets wrong most easily."""
+    names = draw(st.lists(st.sampled_from(["id", "amount", "label", "code"]), min_size=1,
+                          max_size=4, unique=True))
+    styles = [draw(st.lists(st.sampled_from(list(AUTO_VALUES)), min_size=1, max_size=2))
+              for _ in names]
+    planted = draw(st.integers(0, len(names) - 1)) if plant else None
+    if planted is not None:
+        styles[planted] = [draw(st.sampled_from(["integers", "decimals"]))]
+    rows = [[draw(st.one_of([AUTO_VALUES[k] for k in style])) if draw(st.integers(0, 4)) else ""
+             for style in styles] for _ in range(draw(st.integers(1, 12)))]
+    if planted is not None:
+        row = draw(st.integers(0, len(rows) - 1))
+        rows[row][planted] = draw(st.sampled_from(NEAR_MISSES[styles[planted][0]]))
+    delimiter = draw(st.sampled_from([",", ";", "\t"]))
+    quote_all = draw(st.booleans())
+    lines = [names, *rows]
+    return "".join(delimiter.join(csv_field(v, delimiter, quote_all) for v in line) + "\n"
+                   for line in lines).encode()
+
+
+@settings(NATIVE_FUZZ, max_examples=100)
+@given(body=undeclared_csv(), gzipped=st.booleans())
+def test_undeclared_columns_are_typed_natively_as_the_normalizer_types_each_value(body, gzipped):
+    assert_native_agrees("events", "data.csv", body, gzipped, {"csv"})
+
+
+@settings(NATIVE_FUZZ, max_examples=40)
+@given(body=undeclared_csv(plant=True))
+def test_one_near_miss_among_numbers_is_typed_as_the_normalizer_types_it(body):
+    assert_native_agrees("events", "data.csv", body, False, {"csv"})
+
+
+def test_an_undeclared_csv_whose_columns_keep_to_one_kind_goes_native(tmp_path, monkeypatch):
+    """A dataset with no declared schema (every column undeclared) is not the normalizer's
+    alone: blocks whose columns each hold integers, decimals or text go native."""
+    taken = []
+    original = native.csv_lines
+
+    def spy(block, n, spec):
+        result = original(block, n, spec)
+        taken.append(result is not None)
+        return result
+
+    monkeypatch.setattr(native, "csv_lines", spy)
+    folder = tmp_path / "raw" / "events"
+    folder.mkdir(parents=True)
+    rows = [f"{i},{i * 7 % 1000}.{i % 100:02d},item {i % 13},{'' if i % 5 else i}"
+            for i in range(40)]
+    (folder / "events.csv").write_text("id,amount,label,maybe\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    entry = ingest_dataset(folder, out, SMALL, fresh=True)
+    assert entry["rows_written"] == 40
+    assert taken and all(taken), taken
+    first = json.loads(gzip.decompress((out / entry["output"]).read_bytes()).split(b"\n")[0])
+    assert first == {"id": 0, "amount": 0.0, "label": "item 0", "maybe": 0}
+
+
 # Bytes of a line as a cp1252 export, a UTF-8 one or a damaged one holds them.
 LINE_BYTES = st.lists(st.sampled_from([b"a", b",", b"\xe9", b"\x80", b"\x81", b"\xc3\xa9",
                                        b"\xe2\x82\xac", b"\xe2\x82", b"\xed\xa0\x80", b"\xff"]),

@@ -4,7 +4,8 @@ The row-by-row normalizer stays the judge. A block is turned into lines here onl
 made on the block itself vouch that the normalizer would write the same bytes: every line one
 record, every field where the CSV module would put it, every value already in the form the
 normalizer's strict fast path accepts (integers without signs or leading zeros, plain decimals,
-text that is not empty), every JSON key a known column, once per line. Anything else returns
+text that is not empty; an undeclared CSV column all of one kind in the block), every JSON key
+a known column, once per line. Anything else returns
 None and the block goes through the normalizer, which rejects what must be rejected and says why.
 `tests/test_native.py` holds the two paths to the same bytes, on hand-written blocks and on
 hypothesis-made ones.
@@ -22,13 +23,18 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from typing import Any
 
 from helpers.ingest.lines import FALLBACK_ERRORS_NOTED, fallback_starts
 
 KINDS = ("integer", "number", "text")
+AUTO = "auto"  # an undeclared column (`schema.cast`): each value typed by what it looks like
+# `schema.STRICT_INT` and `schema.STRICT_DECIMAL`, whole values: only these become numbers in an
+# undeclared column (an integer also within 64 bits).
+STRICT_INT = r"^-?(?:0|[1-9][0-9]*)$"
+STRICT_DECIMAL = r"^-?(?:0|[1-9][0-9]*)\.[0-9]+$"
 ITEM_BOUNDARY = re.compile(rb"\}[ \t\r\n]*,[ \t\r\n]*\{")  # between two objects of an array
 # Escapes Polars and orjson may read apart, or that hide a key from the counts: a backslash
 # escaped before `":`, a key written with a \u escape, an escaped surrogate (a lone one reads
@@ -146,7 +152,7 @@ def decode_with_fallback(block: bytes) -> tuple[bytes, int]:
 @dataclass(frozen=True)
 class Column:
     name: str
-    kind: str  # integer, number, text
+    kind: str  # integer, number, text; auto (CSV only): typed per block, see `_typed`
     nullable: bool
 
 
@@ -213,7 +219,7 @@ def _blank_line(block: bytes) -> bool:
 
 def _csv_lines(block: bytes, n: int, spec: CsvSpec) -> Encoded | None:
     pl = _pl()
-    if any(c.kind not in KINDS for c in spec.columns) or len(spec.delimiter) != 1 \
+    if any(c.kind not in (*KINDS, AUTO) for c in spec.columns) or len(spec.delimiter) != 1 \
             or not block or (spec.comment and spec.comment.encode() in block):
         return None
     # A blank line is no record, where Polars reads one of empty fields. With two fields or
@@ -223,17 +229,57 @@ def _csv_lines(block: bytes, n: int, spec: CsvSpec) -> Encoded | None:
         return None
     if not _records_whole(block, n, spec):
         return None
-    quote = spec.quotechar
-    query = _csv_query(spec)
-    if query is None:
-        return None
-    names, checks, exprs = query
-    frame = pl.read_csv(block, has_header=False, separator=spec.delimiter, quote_char=quote,
-                        schema=dict.fromkeys(names, pl.String), empty_string_is_null=False,
-                        truncate_ragged_lines=False, raise_if_empty=False)
+    names = [f"f{i}" for i in range(spec.width)]
+    frame = pl.read_csv(block, has_header=False, separator=spec.delimiter,
+                        quote_char=spec.quotechar, schema=dict.fromkeys(names, pl.String),
+                        empty_string_is_null=False, truncate_ragged_lines=False,
+                        raise_if_empty=False)
     if frame.height != n:
         return None
+    typed = _typed(frame, spec)
+    query = _csv_query(typed) if typed is not None else None
+    if query is None:
+        return None
+    _, checks, exprs = query
     return _encode(frame, checks, exprs)
+
+
+def _typed(frame: Any, spec: CsvSpec) -> CsvSpec | None:
+    """`spec` with each undeclared column given the kind every value of it in this block has,
+    as `schema.cast` types them one by one: all integers (within 64 bits), all decimals, or
+    none of either (text); empty values aside. None when a column mixes them: Polars writes
+    one type a column, the normalizer one a value, so the block is the normalizer's."""
+    auto = [(i, f"f{source}") for i, (column, source)
+            in enumerate(zip(spec.columns, spec.sources))
+            if column.kind == AUTO and source is not None]
+    kinds = dict.fromkeys((i for i, c in enumerate(spec.columns) if c.kind == AUTO), "text")
+    if auto:
+        pl = _pl()
+        counts = frame.select(
+            [c for i, name in auto for c in _value_looks(pl.col(name), f"{i}")]).row(0)
+        for k, (i, _) in enumerate(auto):
+            values, integers, decimals = counts[3 * k:3 * k + 3]
+            if integers and integers == values:
+                kinds[i] = "integer"
+            elif decimals and decimals == values:
+                kinds[i] = "number"
+            elif integers or decimals:
+                return None
+    if not kinds:
+        return spec
+    columns = tuple(Column(c.name, kinds.get(i, c.kind), c.nullable)
+                    for i, c in enumerate(spec.columns))
+    return replace(spec, columns=columns)
+
+
+def _value_looks(value: Any, name: str) -> list[Any]:
+    """How many of a text column's values are not empty, are integers within 64 bits, and are
+    decimals (a decimal too large for a float becomes text to the normalizer, where the number
+    column's finiteness check sends the block to it)."""
+    pl = _pl()
+    integer = value.str.contains(STRICT_INT) & value.cast(pl.Int64, strict=False).is_not_null()
+    return [(value != "").sum().alias(f"v{name}"), integer.sum().alias(f"i{name}"),
+            value.str.contains(STRICT_DECIMAL).sum().alias(f"d{name}")]
 
 
 @functools.lru_cache(maxsize=256)
