@@ -334,8 +334,10 @@ ODD = {"integer": st.sampled_from(JSON_NUMBERS).map(lambda t: (t,)),
 # A key twice with the second value null is the case only a search finds (Polars keeps the
 # first value, orjson the last, and the counts still balance); with \u-escaped keys, only the
 # search for escapes finds it.
+# A boolean anywhere: Polars reads one in a column of numbers as 1 or 0, and only a count of
+# the booleans written finds it.
 ODDITIES = ["none", "twice, then null", "twice", "left out", "null", "spelled oddly",
-            "escaped keys, twice, then null"]
+            "escaped keys, twice, then null", "boolean"]
 
 
 @st.composite
@@ -362,7 +364,8 @@ def hand_rolled_json(draw, oddities: list[str] = ODDITIES) -> tuple[str, str, by
         elif odd == "left out":
             del pairs[at:at + 1 if len(pairs) > 1 else 0]
         else:
-            pairs[at] = (name, None if odd == "null" else draw(ODD[kind]))
+            pairs[at] = (name, None if odd == "null" else draw(st.booleans())
+                         if odd == "boolean" else draw(ODD[kind]))
     comma, colon = draw(st.sampled_from(JSON_STYLES))
     escapes = draw(st.sampled_from(["plain", "ascii", "slash", "every"]))
     keys_escaped = odd.startswith("escaped keys")
@@ -393,6 +396,13 @@ def test_native_and_row_by_row_agree_on_hand_rolled_json(case, gzipped):
     dataset, kind, body = case
     assert_native_agrees(dataset, "data.jsonl" if kind == "jsonl" else "data.json", body,
                          gzipped)
+
+
+@settings(NATIVE_FUZZ, max_examples=40)
+@given(case=hand_rolled_json(oddities=["boolean"]))
+def test_a_boolean_where_a_number_belongs_is_rejected_as_the_normalizer_rejects_it(case):
+    dataset, kind, body = case
+    assert_native_agrees(dataset, "data.jsonl" if kind == "jsonl" else "data.json", body, False)
 
 
 @pytest.mark.parametrize("null_search", [native.NULL_SEARCH_BYTES, 0])

@@ -43,6 +43,7 @@ ODD_ESCAPES = "|".join([r'\\\\":', r'\\u[0-9a-fA-F]{4}(?:[^"\\]|\\.)*":', r"\\u[
 # What may come between two keys of one record: on a line, anything but a line break; in an
 # array's object, anything but its closing brace, strings taken whole (a brace may be in one).
 SAME_LINE, SAME_OBJECT = r"[^\n]*", r'(?:[^}"]|"(?:[^"\\]|\\.)*")*'
+BOOLEAN = r'":[ \t\r\n]*(?:true|false)'  # a key's value that is a JSON boolean
 NULL_SEARCH_BYTES = 1 << 16  # how far into a block an explicit null is looked for, holding the GIL
 # A \r that ends no line: Polars reads \r\n as \n, as the normalizer does, and a lone \r as the
 # normalizer does not (a line break to it, even inside quotes; part of the value to Polars).
@@ -485,9 +486,12 @@ def _read_faithfully(block: bytes, frame: Any, lines_are_records: bool) -> bool:
         return False  # a line that does not end with }, or one after that does not start with {
     missing = frame.null_count().row(0, named=True)
     texts = [name for name, dtype in frame.schema.items() if dtype == pl.String]
+    flags = [name for name, dtype in frame.schema.items() if dtype == pl.Boolean]
     values = frame.height * frame.width - sum(missing.values())
     text_values = frame.height * len(texts) - sum(missing[name] for name in texts)
-    if found["keys"] != values + found["nulls"] or found["strings"] != text_values:
+    flag_values = frame.height * len(flags) - sum(missing[name] for name in flags)
+    if found["keys"] != values + found["nulls"] or found["strings"] != text_values \
+            or found["booleans"] != flag_values:
         return False
     return not found["nulls"] or not found["twice"]
 
@@ -507,8 +511,13 @@ def _faithfulness_checks(style: bytes, escapes: bool, crs: bool, on_lines: bool)
             found = found - text.count_matches(pl.escape_regex("\\" + pattern.decode()))
         return found
 
+    # A JSON true or false, with any white space after the colon: Polars reads one in a column
+    # of numbers as 1 or 0 (1.0, 0.0), where the normalizer rejects its record.
+    booleans = text.count_matches(BOOLEAN).cast(pl.Int64)
+    if escapes:
+        booleans = booleans - text.count_matches(r"\\" + BOOLEAN)
     checks = [count(b'":').alias("keys"), count(style + b"null").alias("nulls"),
-              count(style + b'"').alias("strings")]
+              count(style + b'"').alias("strings"), booleans.alias("booleans")]
     if on_lines:  # where a line ending in } meets one starting with {
         checks.append(text.count_matches(r"\}\r?\n\{").alias("boundaries"))
     odd = ([ODD_ESCAPES] if escapes else []) + ([LONE_CR] if crs else [])
