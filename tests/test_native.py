@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Collection
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from unittest import mock
 
@@ -562,29 +563,96 @@ def test_one_near_miss_among_numbers_is_typed_as_the_normalizer_types_it(body):
     assert_native_agrees("events", "data.csv", body, False, {"csv"})
 
 
-def test_an_undeclared_csv_whose_columns_keep_to_one_kind_goes_native(tmp_path, monkeypatch):
+@pytest.mark.parametrize("kind", ["csv", "jsonl"])
+def test_an_undeclared_dataset_whose_columns_keep_to_one_kind_goes_native(kind, tmp_path,
+                                                                         monkeypatch):
     """A dataset with no declared schema (every column undeclared) is not the normalizer's
     alone: blocks whose columns each hold integers, decimals or text go native."""
     taken = []
-    original = native.csv_lines
+    name = f"{kind}_lines"
+    original = getattr(native, name)
 
     def spy(block, n, spec):
         result = original(block, n, spec)
         taken.append(result is not None)
         return result
 
-    monkeypatch.setattr(native, "csv_lines", spy)
+    monkeypatch.setattr(native, name, spy)
     folder = tmp_path / "raw" / "events"
     folder.mkdir(parents=True)
-    rows = [f"{i},{i * 7 % 1000}.{i % 100:02d},item {i % 13},{'' if i % 5 else i}"
+    rows = [(i, f"{i * 7 % 1000}.{i % 100 + 1:02d}", f"item {i % 13}", "" if i % 5 else str(i))
             for i in range(40)]
-    (folder / "events.csv").write_text("id,amount,label,maybe\n" + "\n".join(rows) + "\n")
+    if kind == "csv":
+        body = "id,amount,label,maybe\n" + "".join(",".join(map(str, r)) + "\n" for r in rows)
+    else:
+        body = "".join(json.dumps({"id": i, "amount": float(a), "label": t, "maybe": m}) + "\n"
+                       for i, a, t, m in rows)
+    (folder / f"events.{kind}").write_text(body)
     out = tmp_path / "out"
     entry = ingest_dataset(folder, out, SMALL, fresh=True)
     assert entry["rows_written"] == 40
     assert taken and all(taken), taken
     first = json.loads(gzip.decompress((out / entry["output"]).read_bytes()).split(b"\n")[0])
-    assert first == {"id": 0, "amount": 0.0, "label": "item 0", "maybe": 0}
+    assert first == {"id": 0, "amount": 0.01, "label": "item 0", "maybe": 0}
+
+
+# An undeclared column's JSON values: what the normalizer keeps as it is (integers, floats,
+# booleans, nested values, integers past 64 bits), and strings, which it types as it types CSV.
+JSON_AUTO = {
+    "integers": st.integers(-(2**63), 2**63 - 1),
+    "floats": st.floats(allow_nan=False, allow_infinity=False)
+    | st.integers(-1000, 1000).map(float),  # whole ones: 5.0 is written 5.0
+    "strings": st.one_of(AUTO_VALUES.values()),
+    "booleans": st.booleans(),
+    "odd": st.sampled_from([[1], {"a": 1}, 2**63, -(2**63) - 1, 10**30, ""]),
+}
+
+
+@st.composite
+def undeclared_json(draw, plant: bool = False) -> tuple[str, bytes]:
+    """JSON Lines or an array of objects with undeclared keys. `plant`: one key of floats holds
+    a single integer, or one key of integer strings a single near miss, among them."""
+    keys = draw(st.lists(st.sampled_from(["id", "amount", "label", "code"]), min_size=1,
+                         max_size=4, unique=True))
+    styles = [draw(st.lists(st.sampled_from(list(JSON_AUTO)), min_size=1, max_size=2))
+              for _ in keys]
+    planted = draw(st.integers(0, len(keys) - 1)) if plant else None
+    if planted is not None:
+        styles[planted] = [draw(st.sampled_from(["floats", "integer strings"]))]
+    values = JSON_AUTO | {"floats": st.floats(0.5, 1e6).filter(lambda x: not x.is_integer()),
+                          "integer strings": AUTO_VALUES["integers"]} if plant else JSON_AUTO
+    records = []
+    for _ in range(draw(st.integers(1, 12))):
+        record = {}
+        for key, style in zip(keys, styles):
+            presence = draw(st.integers(0, 6))
+            if presence:
+                record[key] = draw(st.one_of([values[k] for k in style])) if presence > 1 \
+                    else None
+        records.append(record)
+    if planted is not None:
+        record = draw(st.sampled_from(records))
+        record[keys[planted]] = draw(st.integers(-5, 5)) if styles[planted] == ["floats"] \
+            else draw(st.sampled_from(NEAR_MISSES["integers"]))
+    compact = draw(st.booleans())
+    dumps = partial(json.dumps, separators=(",", ":") if compact else (", ", ": "))
+    if draw(st.booleans()):
+        return "data.jsonl", "".join(dumps(r) + "\n" for r in records).encode()
+    return "data.json", ("[" + ",\n".join(map(dumps, records)) + "]\n").encode()
+
+
+@settings(NATIVE_FUZZ, max_examples=100)
+@given(case=undeclared_json(), gzipped=st.booleans())
+def test_undeclared_json_values_are_typed_natively_as_the_normalizer_types_them(case, gzipped):
+    name, body = case
+    assert_native_agrees("events", name, body, gzipped)
+
+
+@settings(NATIVE_FUZZ, max_examples=40)
+@given(case=undeclared_json(plant=True))
+def test_one_integer_among_floats_or_near_miss_among_integers_is_typed_as_written(case):
+    name, body = case
+    assert_native_agrees("events", name, body, False)
 
 
 # Bytes of a line as a cp1252 export, a UTF-8 one or a damaged one holds them.

@@ -4,8 +4,9 @@ The row-by-row normalizer stays the judge. A block is turned into lines here onl
 made on the block itself vouch that the normalizer would write the same bytes: every line one
 record, every field where the CSV module would put it, every value already in the form the
 normalizer's strict fast path accepts (integers without signs or leading zeros, plain decimals,
-text that is not empty; an undeclared CSV column all of one kind in the block), every JSON key
-a known column, once per line. Anything else returns
+text that is not empty; an undeclared column's CSV values or JSON strings all of one kind in
+the block, and no JSON integer beside its floats), every JSON key a known column, once per
+line, every JSON boolean where Polars read one. Anything else returns
 None and the block goes through the normalizer, which rejects what must be rejected and says why.
 `tests/test_native.py` holds the two paths to the same bytes, on hand-written blocks and on
 hypothesis-made ones.
@@ -153,7 +154,7 @@ def decode_with_fallback(block: bytes) -> tuple[bytes, int]:
 @dataclass(frozen=True)
 class Column:
     name: str
-    kind: str  # integer, number, text; auto (CSV only): typed per block, see `_typed`
+    kind: str  # integer, number, text; auto: typed per block (`_typed`, `_auto_json`)
     nullable: bool
 
 
@@ -258,14 +259,10 @@ def _typed(frame: Any, spec: CsvSpec) -> CsvSpec | None:
         pl = _pl()
         counts = frame.select(
             [c for i, name in auto for c in _value_looks(pl.col(name), f"{i}")]).row(0)
-        for k, (i, _) in enumerate(auto):
-            values, integers, decimals = counts[3 * k:3 * k + 3]
-            if integers and integers == values:
-                kinds[i] = "integer"
-            elif decimals and decimals == values:
-                kinds[i] = "number"
-            elif integers or decimals:
-                return None
+        found = _kinds_of(counts, len(auto))
+        if found is None:
+            return None
+        kinds |= {i: kind for (i, _), kind in zip(auto, found)}
     if not kinds:
         return spec
     columns = tuple(Column(c.name, kinds.get(i, c.kind), c.nullable)
@@ -400,7 +397,7 @@ def _read_json(read: Callable[..., Any], data: bytes) -> Any:
 def _json_out(block: bytes, frame: Any, spec: JsonSpec,
               lines_are_records: bool) -> Encoded | None:
     """Output lines for the records Polars read from `block`, or None."""
-    if any(c.kind not in KINDS for c in spec.columns):
+    if any(c.kind not in (*KINDS, AUTO) for c in spec.columns):
         return None
     if any('"' in name or "\\" in name for name in frame.columns) \
             or not _read_faithfully(block, frame, lines_are_records):
@@ -411,29 +408,83 @@ def _json_out(block: bytes, frame: Any, spec: JsonSpec,
     if mapping is None or not set(mapping.values()) <= known:
         return None
     frame = frame.rename(mapping)
-    query = _json_query(spec.columns, tuple(frame.schema.items()))
+    auto = {c.name for c in spec.columns if c.kind == AUTO}
+    floats = [raw for raw, name in mapping.items()
+              if name in auto and frame.schema[name] == _pl().Float64]
+    if floats and _integer_written(block, floats):
+        return None
+    looks = _strings_look(frame, spec.columns)
+    query = _json_query(spec.columns, tuple(frame.schema.items()), looks) \
+        if looks is not None else None
     if query is None:
         return None
     return _encode(frame, *query)
 
 
+def _integer_written(block: bytes, keys: list[str]) -> bool:
+    """Whether any of `keys` has an integer written as its value (digits up to the next comma
+    or brace): Polars reads 1 beside 1.5 as 1.0, the normalizer keeps it 1. A key can only be
+    matched where it is one: inside a string its quotes would be escaped."""
+    pl = _pl()
+    pattern = ('"(?:' + "|".join(map(pl.escape_regex, keys))
+               + r')":[ \t\r\n]*-?[0-9]+[ \t\r\n]*[,}]')
+    return bool(_text(block).str.contains(pattern).item())
+
+
+def _strings_look(frame: Any, columns: tuple[Column, ...]) -> tuple[tuple[str, str], ...] | None:
+    """The kind every JSON string of each undeclared column Polars read as text has in this
+    block, as `_typed` finds it for CSV (the normalizer makes "7" the integer 7 there); None
+    when a column mixes kinds."""
+    pl = _pl()
+    names = [c.name for c in columns if c.kind == AUTO and frame.schema.get(c.name) == pl.String]
+    if not names:
+        return ()
+    counts = frame.select([c for name in names for c in _value_looks(pl.col(name), name)])
+    kinds = _kinds_of(counts.row(0), len(names))
+    return None if kinds is None else tuple(zip(names, kinds))
+
+
+def _kinds_of(counts: tuple[int, ...], columns: int) -> list[str] | None:
+    """From `_value_looks`' counts, three a column: each column's kind, or None for a mix."""
+    kinds = []
+    for k in range(columns):
+        values, integers, decimals = counts[3 * k:3 * k + 3]
+        if integers and integers == values:
+            kinds.append("integer")
+        elif decimals and decimals == values:
+            kinds.append("number")
+        elif integers or decimals:
+            return None
+        else:
+            kinds.append("text")
+    return kinds
+
+
 @functools.lru_cache(maxsize=256)
-def _json_query(columns: tuple[Column, ...],
-                read: tuple[tuple[str, Any], ...]) -> tuple[list[Any], list[Any]] | None:
+def _json_query(columns: tuple[Column, ...], read: tuple[tuple[str, Any], ...],
+                looks: tuple[tuple[str, str], ...] = ()) -> tuple[list[Any], list[Any]] | None:
     """The checks and output columns for records Polars read as `read` (output names and
     types), made once per shape; None when a type needs a cast the normalizer would decide
-    otherwise, or when no column is known yet (the normalizer writes {})."""
+    otherwise, or when no column is known yet (the normalizer writes {}). `looks`: the kind of
+    the strings of undeclared columns read as text (`_strings_look`)."""
     pl = _pl()
-    types = dict(read)
+    types, kinds = dict(read), dict(looks)
     checks, exprs = [], []
     for column in columns:
         if column.name not in types:
             if not column.nullable:
                 return None
-            exprs.append(pl.lit(None, _dtype(column)).alias(column.name))
+            exprs.append(pl.lit(None, _dtype(column) if column.kind != AUTO else None)
+                         .alias(column.name))
             continue
         value = pl.col(column.name)
         dtype = types[column.name]
+        if column.kind == AUTO:
+            typed = _auto_json(value, dtype, kinds.get(column.name), checks)
+            if typed is None:
+                return None
+            exprs.append(typed.alias(column.name))
+            continue
         if not _json_type_fits(dtype, column, pl):
             return None
         if not column.nullable:
@@ -536,6 +587,25 @@ def _twice_checks(on_lines: bool, keys: tuple[str, ...]) -> list[Any]:
     escaped = map(pl.escape_regex, keys)
     return [pl.col("b").str.contains("|".join(f'"{k}":{between}"{k}":' for k in escaped))
             .alias("twice")]
+
+
+def _auto_json(value: Any, dtype: Any, kind: str | None, checks: list[Any]) -> Any:
+    """An undeclared column's output as the normalizer types each JSON value (`schema._auto`):
+    integers, booleans, floats and nulls as they are (a column of floats holding no integer
+    as written: `_integer_written`); strings by the kind they all have (`kind`), "" as null.
+    None for any other type."""
+    pl = _pl()
+    if dtype in (pl.Int64, pl.Boolean, pl.Null, pl.Float64):
+        return value
+    if dtype != pl.String or kind is None:
+        return None
+    text = pl.when(value == "").then(None).otherwise(value)
+    if kind == "text":
+        return text
+    typed = text.cast(pl.Int64 if kind == "integer" else pl.Float64, strict=True)
+    if kind == "number":
+        checks.append(typed.is_finite().all())
+    return typed
 
 
 def _json_type_fits(dtype: Any, column: Column, pl: Any) -> bool:
