@@ -10,7 +10,8 @@ nothing.
 
 `--dataset tracks --jobs 1,2` runs one dataset under each `--jobs` in turn (both sides), for a
 change meant to help the threads of one dataset: it prints each side's time under each and the
-ratio of the first to the last.
+ratio of the first to the last. `--distinct N` runs on N distinct rows a file of a dataset with
+no declared schema (`benchmarks.distinct`) instead of the Chinook scale.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from isal import igzip
 
+from benchmarks.distinct import write_distinct
 from benchmarks.measure import run_measured
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,12 +59,18 @@ def lines_of(out: Path) -> dict[str, str]:
 
 
 def run(base: str, scale: int, reps: int, work: Path, dataset: str | None = None,
-        jobs: list[int | None] | None = None) -> int:
-    raw = work / f"raw-{scale}"
-    if not (raw / "MANIFEST.json").exists():
-        subprocess.run([PY, "-m", "helpers", "make-raw", "--scale", str(scale), "--out",
-                        str(raw), "--db", str(ROOT / "db" / "sqlite" / "chinook.db")],
-                       check=True, cwd=ROOT)
+        jobs: list[int | None] | None = None, distinct: int | None = None) -> int:
+    if distinct:
+        raw, label = work / f"raw-distinct-{distinct}", f"{distinct:,} distinct rows a file"
+        if not (raw / "done").exists():
+            write_distinct(raw, distinct)
+            (raw / "done").touch()  # a file, not a folder: no dataset
+    else:
+        raw, label = work / f"raw-{scale}", f"scale {scale}"
+        if not (raw / "MANIFEST.json").exists():
+            subprocess.run([PY, "-m", "helpers", "make-raw", "--scale", str(scale), "--out",
+                            str(raw), "--db", str(ROOT / "db" / "sqlite" / "chinook.db")],
+                           check=True, cwd=ROOT)
     tree = work / "base-tree"
     shutil.rmtree(tree, ignore_errors=True)
     subprocess.run(["git", "worktree", "add", "--detach", "-q", str(tree), base], check=True,
@@ -92,7 +100,7 @@ def run(base: str, scale: int, reps: int, work: Path, dataset: str | None = None
         subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT)
     for j in jobs:
         report({side: runs[f"{side}{_label(j)}"] for side in sides}, base,
-               f"{scale}{f', {dataset}' if dataset else ''}{_label(j)}", same)
+               f"{label}{f', {dataset}' if dataset else ''}{_label(j)}", same)
     if len(jobs) > 1:
         first, last = _label(jobs[0]), _label(jobs[-1])
         for side in sides:
@@ -105,11 +113,11 @@ def _label(jobs: int | None) -> str:
     return "" if jobs is None else f" --jobs {jobs}"
 
 
-def report(runs: dict[str, list], base: str, scale: int | str, same: bool) -> None:
+def report(runs: dict[str, list], base: str, label: str, same: bool) -> None:
     def med(side: str, attr: str) -> float:
         return statistics.median(getattr(m, attr) for m in runs[side])
 
-    print(f"\nscale {scale}, medians of {len(runs['base'])} alternating runs; base = {base}")
+    print(f"\n{label}, medians of {len(runs['base'])} alternating runs; base = {base}")
     for attr, label in (("wall_s", "wall s"), ("cpu_s", "CPU s"),
                         ("peak_tree_mib", "tree peak MiB")):
         b, t = med("base", attr), med("tree", attr)
@@ -127,12 +135,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", default=None, help="one dataset only, e.g. tracks")
     p.add_argument("--jobs", default=None,
                    help="comma-separated --jobs values to run each side under, e.g. 1,2")
+    p.add_argument("--distinct", type=int, default=None, metavar="N",
+                   help="instead of --scale: N distinct rows a file, no declared schema")
     args = p.parse_args(argv)
     jobs = [int(j) for j in args.jobs.split(",")] if args.jobs else None
     if args.work:
-        return run(args.base, args.scale, args.reps, Path(args.work), args.dataset, jobs)
+        return run(args.base, args.scale, args.reps, Path(args.work), args.dataset, jobs,
+                   args.distinct)
     with tempfile.TemporaryDirectory(prefix="ab-") as tmp:
-        return run(args.base, args.scale, args.reps, Path(tmp), args.dataset, jobs)
+        return run(args.base, args.scale, args.reps, Path(tmp), args.dataset, jobs,
+                   args.distinct)
 
 
 if __name__ == "__main__":

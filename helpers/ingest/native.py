@@ -531,6 +531,8 @@ def _read_faithfully(block: bytes, frame: Any, lines_are_records: bool) -> bool:
         .row(0, named=True)
     if found["nulls"] and not twice:
         found |= text.select(_twice_checks(lines_are_records, keys)).row(0, named=True)
+    # Counted only where the words are (a count takes six times the search for them).
+    found["booleans"] = text.select(_boolean_count(escapes)).item() if found["flags"] else 0
     if found.get("odd"):
         return False
     if lines_are_records and found["boundaries"] != frame.height - 1:
@@ -562,19 +564,27 @@ def _faithfulness_checks(style: bytes, escapes: bool, crs: bool, on_lines: bool)
             found = found - text.count_matches(pl.escape_regex("\\" + pattern.decode()))
         return found
 
-    # A JSON true or false, with any white space after the colon: Polars reads one in a column
-    # of numbers as 1 or 0 (1.0, 0.0), where the normalizer rejects its record.
-    booleans = text.count_matches(BOOLEAN).cast(pl.Int64)
-    if escapes:
-        booleans = booleans - text.count_matches(r"\\" + BOOLEAN)
     checks = [count(b'":').alias("keys"), count(style + b"null").alias("nulls"),
-              count(style + b'"').alias("strings"), booleans.alias("booleans")]
+              count(style + b'"').alias("strings"), text.contains("true|false").alias("flags")]
     if on_lines:  # where a line ending in } meets one starting with {
         checks.append(text.count_matches(r"\}\r?\n\{").alias("boundaries"))
     odd = ([ODD_ESCAPES] if escapes else []) + ([LONE_CR] if crs else [])
     if odd:
         checks.append(text.contains("|".join(odd)).alias("odd"))
     return checks
+
+
+@functools.lru_cache(maxsize=2)
+def _boolean_count(escapes: bool) -> Any:
+    """How many values are a JSON true or false, with any white space after the colon: Polars
+    reads one in a column of numbers as 1 or 0 (1.0, 0.0), where the normalizer rejects its
+    record. `escapes`: less those right after a backslash (inside a string)."""
+    pl = _pl()
+    text = pl.col("b").str
+    booleans = text.count_matches(BOOLEAN).cast(pl.Int64)
+    if escapes:
+        booleans = booleans - text.count_matches(r"\\" + BOOLEAN)
+    return booleans.alias("booleans")
 
 
 @functools.lru_cache(maxsize=256)
