@@ -529,16 +529,25 @@ NEAR_MISSES = {"integers": ["+7", "007", " 7", "7 ", "00", "-00", "1_000", "1e3"
 
 
 @st.composite
+def undeclared_columns(draw, styles: list[str], plant: bool,
+                       planted_styles: list[str]) -> tuple[list[str], list[list[str]], int | None]:
+    """Column names, each column's one or two styles of value, and (`plant`) the column given a
+    single style of `planted_styles`, where one near miss will go."""
+    names = draw(st.lists(st.sampled_from(["id", "amount", "label", "code"]), min_size=1,
+                          max_size=4, unique=True))
+    drawn = [draw(st.lists(st.sampled_from(styles), min_size=1, max_size=2)) for _ in names]
+    planted = draw(st.integers(0, len(names) - 1)) if plant else None
+    if planted is not None:
+        drawn[planted] = [draw(st.sampled_from(planted_styles))]
+    return names, drawn, planted
+
+
+@st.composite
 def undeclared_csv(draw, plant: bool = False) -> bytes:
     """A CSV file of undeclared columns. `plant`: one column of integers or of decimals holds
     a single near miss among them, the case a per-block typing gets wrong most easily."""
-    names = draw(st.lists(st.sampled_from(["id", "amount", "label", "code"]), min_size=1,
-                          max_size=4, unique=True))
-    styles = [draw(st.lists(st.sampled_from(list(AUTO_VALUES)), min_size=1, max_size=2))
-              for _ in names]
-    planted = draw(st.integers(0, len(names) - 1)) if plant else None
-    if planted is not None:
-        styles[planted] = [draw(st.sampled_from(["integers", "decimals"]))]
+    names, styles, planted = draw(undeclared_columns(list(AUTO_VALUES), plant,
+                                                     ["integers", "decimals"]))
     rows = [[draw(st.one_of([AUTO_VALUES[k] for k in style])) if draw(st.integers(0, 4)) else ""
              for style in styles] for _ in range(draw(st.integers(1, 12)))]
     if planted is not None:
@@ -612,13 +621,8 @@ JSON_AUTO = {
 def undeclared_json(draw, plant: bool = False) -> tuple[str, bytes]:
     """JSON Lines or an array of objects with undeclared keys. `plant`: one key of floats holds
     a single integer, or one key of integer strings a single near miss, among them."""
-    keys = draw(st.lists(st.sampled_from(["id", "amount", "label", "code"]), min_size=1,
-                         max_size=4, unique=True))
-    styles = [draw(st.lists(st.sampled_from(list(JSON_AUTO)), min_size=1, max_size=2))
-              for _ in keys]
-    planted = draw(st.integers(0, len(keys) - 1)) if plant else None
-    if planted is not None:
-        styles[planted] = [draw(st.sampled_from(["floats", "integer strings"]))]
+    keys, styles, planted = draw(undeclared_columns(list(JSON_AUTO), plant,
+                                                    ["floats", "integer strings"]))
     values = JSON_AUTO | {"floats": st.floats(0.5, 1e6).filter(lambda x: not x.is_integer()),
                           "integer strings": AUTO_VALUES["integers"]} if plant else JSON_AUTO
     records = []
