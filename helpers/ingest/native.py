@@ -31,6 +31,7 @@ from typing import Any
 from helpers.ingest.lines import FALLBACK_ERRORS_NOTED, fallback_starts
 
 KINDS = ("integer", "number", "text")
+BOM = "\ufeff".encode()
 AUTO = "auto"  # an undeclared column (`schema.cast`): each value typed by what it looks like
 # `schema.STRICT_INT` and `schema.STRICT_DECIMAL`, whole values: only these become numbers in an
 # undeclared column (an integer also within 64 bits).
@@ -221,8 +222,11 @@ def _blank_line(block: bytes) -> bool:
 
 def _csv_lines(block: bytes, n: int, spec: CsvSpec) -> Encoded | None:
     pl = _pl()
+    # A block that starts with a byte order mark: Polars drops it, where it is the start of
+    # the first value to the normalizer (a file's own BOM never reaches a block).
     if any(c.kind not in (*KINDS, AUTO) for c in spec.columns) or len(spec.delimiter) != 1 \
-            or not block or (spec.comment and spec.comment.encode() in block):
+            or not block or (spec.comment and spec.comment.encode() in block) \
+            or block.startswith(BOM):
         return None
     # A blank line is no record, where Polars reads one of empty fields. With two fields or
     # more, the field counts of `_records_whole` find it (it has no delimiter); with one,
