@@ -301,16 +301,23 @@ def _csv_query(spec: CsvSpec) -> tuple[list[str], list[Any], list[Any]] | None:
             exprs.append(pl.lit(None, _dtype(column)).alias(column.name))
             continue
         value = pl.col(names[source])
-        empty = value == ""
         if not column.nullable:
-            checks.append(~empty.any())
-        # A strict cast fails the block on any text Polars cannot read; what it reads ("+7",
-        # "007", " 7.5", "1e3") the normalizer reads as the same number, but for infinities.
-        typed = pl.when(empty).then(None).otherwise(value).cast(_dtype(column), strict=True)
-        if column.kind == "number":
-            checks.append(typed.is_finite().all())
-        exprs.append(typed.alias(column.name))
+            checks.append(~(value == "").any())
+        exprs.append(_from_text(value, column.kind, checks).alias(column.name))
     return names, checks, exprs
+
+
+def _from_text(value: Any, kind: str, checks: list[Any]) -> Any:
+    """Text values as the normalizer types them for a column of `kind`, "" as null. A strict
+    cast fails the block on any text Polars cannot read; what it reads ("+7", "007", " 7.5",
+    "1e3") the normalizer reads as the same number, but for infinities (a check added to
+    `checks`)."""
+    pl = _pl()
+    typed = pl.when(value == "").then(None).otherwise(value).cast(_kind_dtype(kind),
+                                                                  strict=True)
+    if kind == "number":
+        checks.append(typed.is_finite().all())
+    return typed
 
 
 def _records_whole(block: bytes, n: int, spec: CsvSpec) -> bool:
@@ -613,13 +620,7 @@ def _auto_json(value: Any, dtype: Any, kind: str | None, checks: list[Any]) -> A
         return value
     if dtype != pl.String or kind is None:
         return None
-    text = pl.when(value == "").then(None).otherwise(value)
-    if kind == "text":
-        return text
-    typed = text.cast(pl.Int64 if kind == "integer" else pl.Float64, strict=True)
-    if kind == "number":
-        checks.append(typed.is_finite().all())
-    return typed
+    return _from_text(value, kind, checks)
 
 
 def _json_type_fits(dtype: Any, column: Column, pl: Any) -> bool:
@@ -631,8 +632,12 @@ def _json_type_fits(dtype: Any, column: Column, pl: Any) -> bool:
 
 
 def _dtype(column: Column) -> Any:
+    return _kind_dtype(column.kind)
+
+
+def _kind_dtype(kind: str) -> Any:
     pl = _pl()
-    return {"integer": pl.Int64, "number": pl.Float64, "text": pl.String}[column.kind]
+    return {"integer": pl.Int64, "number": pl.Float64, "text": pl.String}[kind]
 
 
 def _encode(frame: Any, checks: list[Any], exprs: list[Any]) -> Encoded | None:
