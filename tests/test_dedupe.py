@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from unittest import mock
 
 import polars as pl
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers.ingest import dedupe
-from helpers.ingest.dedupe import BYTES_PER_FINGERPRINT, Fingerprints, unknown
+from helpers.ingest.dedupe import BYTES_PER_FINGERPRINT, Fingerprints, Snapshot, held, unknown
 
 
 def test_count_mode_keeps_every_line_and_counts_repeats_across_calls():
@@ -63,44 +64,58 @@ def series(values: list[int]) -> pl.Series:
     return pl.Series("h", values, dtype=pl.UInt64)
 
 
+def held_set(fp: Fingerprints) -> set[int]:
+    return {h for level in fp.levels for h in level.to_list()}
+
+
 def test_unknown_keeps_the_distinct_fingerprints_a_snapshot_does_not_hold():
-    assert unknown(series([5, 1, 5, 2, 9]), None) == [1, 2, 5, 9]  # ascending: the log order
-    assert unknown(series([5, 1, 5, 2, 9]), series([1, 9, 7])) == [2, 5]
-
-
-def test_known_mirrors_the_set_while_it_is_small(monkeypatch, tmp_path):
-    monkeypatch.setattr(dedupe, "KNOWN_MAX", 4)
-    fp = Fingerprints("count")
-    fp.count(3, series([1, 2, 1]), [1, 2])
-    assert sorted(fp.known.to_list()) == [1, 2]
-    fp.count(2, series([3, 4]), [3, 4])
-    assert sorted(fp.known.to_list()) == [1, 2, 3, 4]
-    fp.save(tmp_path / "fp")
-    fp.count(1, series([5]), [5])
-    assert fp.known is None  # five is past the limit: every block goes to the set again
-    again = Fingerprints("count")
-    again.restore(tmp_path / "fp", (tmp_path / "fp").stat().st_size, 1, True)
-    assert sorted(again.known.to_list()) == [1, 2, 3, 4]  # as saved, before five
-    assert Fingerprints("drop").known is None and Fingerprints("off").known is None
+    assert unknown(series([5, 1, 5, 2, 9]), None).fingerprints.to_list() == [1, 2, 5, 9]
+    found = unknown(series([5, 1, 5, 2, 9, 10]), Snapshot((series([1, 7, 9]), series([0, 5])), 7))
+    assert found.fingerprints.to_list() == [2, 10] and found.added == 7
 
 
 @settings(max_examples=200, deadline=None)
-@given(blocks=st.lists(st.lists(st.integers(0, 30), min_size=1, max_size=12), max_size=12),
-       lag=st.integers(0, 3), limit=st.integers(0, 20))
-def test_counts_are_exact_whatever_snapshot_the_workers_read(blocks, lag, limit):
-    """Workers read `known` while the writer replaces it: a snapshot `lag` blocks old must give
-    the counts that plain set arithmetic gives, and `known` must never hold what the set does
-    not."""
-    with mock.patch.object(dedupe, "KNOWN_MAX", limit):
-        fp = Fingerprints("count")
-        snapshots = [fp.known]
-        for block in blocks:
-            stale = snapshots[max(0, len(snapshots) - 1 - lag)]
-            fp.count(len(block), series(block), unknown(series(block), stale))
-            snapshots.append(fp.known)
-            assert fp.known is None or set(fp.known.to_list()) == fp.seen
-        seen = {x for block in blocks for x in block}
-        assert (fp.duplicates, fp.seen) == (sum(len(b) for b in blocks) - len(seen), seen)
+@given(level=st.lists(st.integers(0, 2**64 - 1), unique=True, min_size=1),
+       probes=st.lists(st.integers(0, 2**64 - 1)))
+def test_held_is_membership_in_a_sorted_level(level, probes):
+    probes += level[: len(level) // 2] + [min(level), max(level)]
+    got = held(series(sorted(level)), series(probes)).to_list()
+    assert got == [p in set(level) for p in probes]
+
+
+def test_levels_stay_sorted_disjoint_and_few_as_the_set_grows(tmp_path):
+    fp = Fingerprints("count")
+    for start in range(0, 300_000, 1_000):
+        fp.count(1_000, series(list(range(start, start + 1_000))))
+        assert all(level.is_sorted() for level in fp.levels)
+    assert fp.distinct == sum(len(level) for level in fp.levels) == 300_000
+    assert len(set().union(*(level.to_list() for level in fp.levels))) == 300_000
+    # Each level more than four times the next: 1 + log4(300) levels at most for 300 blocks.
+    sizes = [len(level) for level in fp.levels]
+    assert all(a > 4 * b for a, b in zip(sizes, sizes[1:])) and len(sizes) <= 5
+    # 8 bytes a fingerprint, where a Python set of ints took about 90.
+    assert sum(level.estimated_size() for level in fp.levels) == 8 * 300_000
+    size = fp.save(tmp_path / "fp")
+    assert size == 8 * 300_000
+    again = Fingerprints("count")
+    again.restore(tmp_path / "fp", size, fp.duplicates, True)
+    assert len(again.levels) == 1 and held_set(again) == held_set(fp)
+    assert again.save(tmp_path / "fp") == size  # what was restored is not logged twice
+
+
+def test_the_log_is_little_endian_whatever_the_order_fingerprints_came_in(tmp_path):
+    fp = Fingerprints("drop")
+    fp.filter_blob(b"a\nb\n", 2, series([2**64 - 1, 1]))
+    fp.save(tmp_path / "fp")
+    data = (tmp_path / "fp").read_bytes()
+    assert sorted(struct.unpack("<2Q", data)) == [1, 2**64 - 1]
+
+
+def test_only_counting_lets_workers_search_the_levels():
+    fp = Fingerprints("count")
+    fp.count(2, series([1, 2]))
+    assert fp.known.levels is fp.levels and len(fp.levels) == 1 and fp.known.added == 1
+    assert Fingerprints("drop").known is None and Fingerprints("off").known is None
 
 
 def one_by_one(mode: str, capacity: int, blocks: list[list[int]]) -> tuple:
@@ -134,6 +149,26 @@ def test_past_the_budget_blocks_count_and_drop_as_line_after_line(blocks, capaci
         blob, n = fp.filter_blob(b"".join(x + b"\n" for x in lines), len(lines), series(block))
         kept += [int(x) for x in blob.split(b"\n")[:n]]
     duplicates, exact, seen, plain_kept = one_by_one(mode, capacity, blocks)
-    assert (fp.duplicates, fp.exact, fp.seen) == (duplicates, exact, seen)
+    assert (fp.duplicates, fp.exact, held_set(fp)) == (duplicates, exact, seen)
     if mode == "drop":
         assert kept == plain_kept
+
+
+@settings(max_examples=200, deadline=None)
+@given(blocks=st.lists(st.lists(st.integers(0, 30), min_size=1, max_size=12), max_size=12),
+       lag=st.integers(0, 5), capacity=st.sampled_from([1, 3, 8, 20, 1000]),
+       recent=st.integers(1, 4))
+def test_counts_are_exact_whatever_snapshot_the_workers_read(blocks, lag, capacity, recent):
+    """Workers search the levels they read while the writer replaces them: a snapshot `lag`
+    blocks old (older, at times, than the additions kept aside for the writer) must count as
+    the plain rule does, before, across and after the set fills."""
+    fp = Fingerprints("count", budget_bytes=capacity * BYTES_PER_FINGERPRINT)
+    snapshots = [fp.known]
+    with mock.patch.object(dedupe, "RECENT", recent):
+        for block in blocks:
+            stale = snapshots[max(0, len(snapshots) - 1 - lag)]
+            fp.count(len(block), series(block), unknown(series(block), stale))
+            snapshots.append(fp.known)
+    duplicates, exact, seen, _ = one_by_one("count", capacity, blocks)
+    assert (fp.duplicates, fp.exact, held_set(fp), fp.distinct) == (
+        duplicates, exact, seen, len(seen))

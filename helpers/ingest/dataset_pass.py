@@ -21,7 +21,7 @@ from helpers.errors import HelpersError, InputError
 from helpers.fs import replace_durably, sha256_of
 from helpers.ingest import checkpoint, native
 from helpers.ingest.blocks import Block, FileSource, block_lines
-from helpers.ingest.dedupe import Fingerprints, unknown
+from helpers.ingest.dedupe import Fingerprints, Unknown, unknown
 from helpers.ingest.folders import done_folder, list_files, state_folder
 from helpers.ingest.manifest import now, package_version
 from helpers.ingest.normalize import Normalizer, Reject
@@ -470,7 +470,7 @@ class _Run:
         return unit, result if submitted_with == columns else None
 
     def _write_lines(self, blob: bytes | None, n: int, member: bytes | None = None,
-                     hashes: Any = None, unique: list[int] | None = None) -> None:
+                     hashes: Any = None, unique: Unknown | None = None) -> None:
         """n output lines (`blob`) as one gzip member, less the duplicates in drop mode;
         `member`: the lines compressed already, by the worker that made them, which then sends
         the lines themselves only when duplicates are to be dropped."""
@@ -519,7 +519,7 @@ class _Run:
         checkpoint.write(paths.done, ckpt)
         replace_durably(paths.fingerprints, paths.done_fingerprints)
         paths.checkpoint.unlink(missing_ok=True)
-        distinct = len(self.fingerprints.seen) if self.options.dedupe != "off" else None
+        distinct = self.fingerprints.distinct if self.options.dedupe != "off" else None
         return {
             # Relative to the output folder, so that the folder can move as a whole.
             "output": paths.final.name,
@@ -587,7 +587,7 @@ class NativeLines:
     n: int
     member: bytes  # the lines as one gzip member
     hashes: Any  # their fingerprints (a Polars Series), or None
-    unique: list[int] | None  # the distinct fingerprints, when counting
+    unique: Unknown | None  # the distinct ones no level the worker searched holds, counting
     fallbacks: int = 0  # lines that held bytes read as cp1252
 
 

@@ -1,36 +1,66 @@
 """Count (or drop) exact duplicate records in bounded memory.
 
 Each output line is reduced to a 64-bit fingerprint (Polars' hash of the line, taken without the
-GIL: `native.fingerprints`) kept in a Python set: about `BYTES_PER_FINGERPRINT` bytes per distinct
-record (an int object plus its share of the set's
-table). With 2**64 fingerprints, two different records collide with probability about
-n**2 / 2**65: one in 3,000 for 100 million distinct records. Past the memory budget no new
-fingerprints are kept; the run says so and the duplicate count becomes a lower bound.
+GIL: `native.fingerprints`). The set of fingerprints seen is kept as a few sorted Polars arrays
+of UInt64 ("levels", as in a log-structured merge tree): 8 bytes a fingerprint, where a Python
+set of ints took about 90. A block's new fingerprints become a level of their own; a level is
+merged into the one before it once it is at least a quarter of that one's size: each level is
+more than four times the next, there are at most about log4(n / block) of them, and a
+fingerprint is looked up by a binary search in each (`search_sorted`, which Polars runs without
+the GIL).
+
+With 2**64 fingerprints, two different records collide with probability about n**2 / 2**65:
+one in 3,000 for 100 million distinct records. Past the memory budget no new fingerprints are
+kept; the run says so and the duplicate count becomes a lower bound.
 
 New fingerprints are also appended to a log file at each checkpoint, so a resumed run starts
 with exactly the set the interrupted one had.
 
-While the set is small (`KNOWN_MAX`), a copy of it is kept as a Polars Series (`known`), replaced
-whole when it grows: a worker thread drops the fingerprints it already holds from a block's
-distinct ones in Polars, so that neither it nor the writing thread turns them into Python ints
-and sets (in data that repeats, that was most of what counting duplicates cost).
+The levels are never changed in place, only replaced: a worker thread searches the levels it
+read (`known`) for a block's distinct fingerprints, without the GIL, and the writing thread then
+searches only what was added since (`RECENT` additions are kept aside for that). In data that
+repeats, nearly every block's fingerprints are known already and the writing thread has nothing
+left to do.
 """
 
 from __future__ import annotations
 
+import array
 import operator
 import os
-import struct
+import sys
 from itertools import compress
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from helpers.ingest.native import _pl, fingerprints
 
-BYTES_PER_FINGERPRINT = 90  # measured: a set of n ints grows by about 70-110 bytes per int
-# Past this many, `known` is given up: each block's search would build a table of all of them.
-KNOWN_MAX = 1 << 16
+# 8 bytes in a level, and as many again while two levels are merged into a third.
+BYTES_PER_FINGERPRINT = 16
 MODES = ("count", "drop", "off")
+_RESTORE_CHUNK = 1 << 20  # fingerprints read from the log at a time: 8 MiB of it
+# Additions kept aside for the writing thread to search, as well as merged into the levels: a
+# worker's snapshot is rarely more than a few blocks old (those in flight).
+RECENT = 16
+# A level is merged into the one before it once it is at least a quarter of that one's size: on
+# two million distinct fingerprints, 4 gave 0.83x the worker's search time of 2 (more levels to
+# search) for 1.15x the merging; 8 saved little more.
+MERGE_RATIO = 4
+
+
+class Snapshot(NamedTuple):
+    """The levels, and how many additions they hold: what a worker reads, in one reference."""
+
+    levels: tuple[Any, ...]
+    added: int
+
+
+class Unknown(NamedTuple):
+    """What a worker found of a block's fingerprints: the distinct ones (ascending) that none
+    of the levels it searched holds, and how many additions those levels held."""
+
+    fingerprints: Any
+    added: int
 
 
 class Fingerprints:
@@ -39,12 +69,23 @@ class Fingerprints:
             raise ValueError(f"dedupe mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.mode = mode
         self.capacity = max(budget_bytes // BYTES_PER_FINGERPRINT, 1)
-        self.seen: set[int] = set()
+        self.distinct = 0
         self.duplicates = 0
         self.exact = True
-        self._pending: list[int] = []
-        self.known: Any = None  # the set as a Polars Series while it is small, else None
-        self._sync_known([])
+        self._pending: list[Any] = []  # added since the last save
+        self._recent: list[Any] = []  # the last `RECENT` additions
+        self._snapshot = Snapshot((), 0)
+
+    @property
+    def levels(self) -> tuple[Any, ...]:
+        """Sorted, disjoint UInt64 Series: together, the set."""
+        return self._snapshot.levels
+
+    @property
+    def known(self) -> Snapshot | None:
+        """The levels, for a worker to search (`unknown`); None where workers need not: only
+        counting takes a block's distinct fingerprints on the worker."""
+        return self._snapshot if self.mode == "count" else None
 
     def filter(self, lines: list[bytes]) -> list[bytes]:
         """Count the duplicates among `lines`; in drop mode return only first occurrences."""
@@ -53,98 +94,92 @@ class Fingerprints:
         blob, n = self.filter_blob(b"\n".join(lines) + b"\n", len(lines))
         return lines if n == len(lines) else blob.split(b"\n")[:n]
 
-    def count(self, n: int, hashes: Any, unique: list[int] | None = None) -> None:
-        """Count the duplicates among n lines from their fingerprints alone (`hashes`, and the
-        distinct ones, `unique`, less any that a snapshot of `known` held: see `unknown`): what
-        `filter` counts, without the lines."""
-        if self.mode == "off" or n == 0 or self._count_all(n, hashes, unique):
+    def count(self, n: int, hashes: Any, unique: Unknown | None = None) -> None:
+        """Count the duplicates among n lines from their fingerprints alone (`hashes`, and what
+        a worker found unknown among them, `unique`): what `filter` counts, without the lines."""
+        if self.mode == "off" or n == 0 or self._count_all(n, unique):
             return
-        self._filter_one_by_one(None, hashes.to_list())
-
-    def _count_all(self, n: int, hashes: Any, unique: list[int] | None) -> bool:
-        """Count a whole batch from its distinct fingerprints, when the set is exact and they
-        all fit; False (nothing done) when the batch must go line by line."""
-        if not self.exact:
-            return False
-        distinct = unique if unique is not None else ascending(hashes)
-        seen = self.seen
-        new = [h for h in distinct if h not in seen]  # in order: the log needs no sort
-        if len(seen) + len(new) > self.capacity:
-            return False
-        seen.update(new)
-        self._pending.extend(new)
-        self.duplicates += n - len(new)
-        self._sync_known(new)
-        return True
-
-    def _sync_known(self, new: Any) -> None:
-        """Keep `known` equal to the set, or drop it once the set outgrows `KNOWN_MAX`. Replaced,
-        never changed in place: a worker may be searching the one it read."""
-        if self.mode != "count" or len(self.seen) > KNOWN_MAX:
-            self.known = None
-        elif self.known is None:
-            self.known = _pl().Series("h", sorted(self.seen), dtype=_pl().UInt64)
-        elif new:
-            added = _pl().Series("h", new, dtype=_pl().UInt64)
-            self.known = _pl().concat([self.known, added], rechunk=True)
+        self._apply(hashes)
 
     def filter_blob(self, blob: bytes, n: int, hashes: Any = None,
-                    unique: list[int] | None = None) -> tuple[bytes, int]:
+                    unique: Unknown | None = None) -> tuple[bytes, int]:
         """The same for `blob`, n lines each ending in a newline: (the lines kept, how many).
 
         `hashes`: the lines' fingerprints when already taken (`native.fingerprints`, which a
-        worker thread takes without the GIL), `unique` the distinct ones among them."""
+        worker thread takes without the GIL)."""
         if self.mode == "off" or n == 0:
             return blob, n
         if hashes is None:
             hashes = fingerprints(blob, n)
-        if self.mode == "count" and self._count_all(n, hashes, unique):
+        if self.mode == "count":
+            if not self._count_all(n, unique):
+                self._apply(hashes)
             return blob, n
-        lines = blob.split(b"\n")[:n]
-        kept = self._filter_one_by_one(lines, hashes.to_list())
-        return (blob, n) if kept is lines else (b"".join(x + b"\n" for x in kept), len(kept))
+        duplicate = self._apply(hashes)
+        if not duplicate.any():
+            return blob, n
+        kept = list(compress(blob.split(b"\n")[:n], map(operator.not_, duplicate.to_list())))
+        return b"".join(x + b"\n" for x in kept), len(kept)
 
-    def _filter_one_by_one(self, lines: list[bytes] | None, hashes: list[int]) -> Any:
-        """Past the budget, in line order: a line whose fingerprint is kept is a duplicate; a
-        new one is kept while there is room. `lines` None: count only."""
-        if len(self.seen) >= self.capacity:
-            return self._filter_when_full(lines, hashes)
-        keep, seen = [], self.seen
-        for line, h in zip(lines if lines is not None else hashes, hashes):
-            if h in seen:
-                self.duplicates += 1
-                continue
-            if len(seen) < self.capacity:
-                seen.add(h)
-                self._pending.append(h)
-            else:
-                self.exact = False
-            keep.append(line)
-        return keep if self.mode == "drop" else lines
+    def _count_all(self, n: int, unique: Unknown | None) -> bool:
+        """Count a whole batch from its distinct unknown fingerprints, when the set is exact and
+        the new ones all fit; False (nothing done) when the batch must go line by line."""
+        if unique is None or not self.exact:
+            return False
+        new = unique.fingerprints
+        behind = self._snapshot.added - unique.added  # additions the worker did not search
+        if 0 < behind <= len(self._recent):  # one hash lookup: a binary search each costs more
+            since = _pl().concat(self._recent[-behind:]).implode()
+            new = new.filter(~new.is_in(since))
+        elif behind:
+            for level in self.levels:
+                new = new.filter(~held(level, new))
+        if self.distinct + len(new) > self.capacity:
+            return False
+        self.duplicates += n - len(new)
+        self._add(new)
+        return True
 
-    def _filter_when_full(self, lines: list[bytes] | None, hashes: list[int]) -> Any:
-        """What `_filter_one_by_one` does once the set is full, when nothing more is added: a
-        line is a duplicate if and only if the set holds its fingerprint. Looked up by `map`,
-        in C: a loop in Python took ~1 us a line, which in data with more distinct records
-        than the budget holds was most of every block's cost."""
-        held = list(map(self.seen.__contains__, hashes))
-        found = sum(held)
-        self.duplicates += found
-        if found < len(held):
+    def _apply(self, hashes: Any) -> Any:
+        """The rule, line after line, for a block at once: a line whose fingerprint the set
+        holds is a duplicate; a new one joins while there is room, and once it has joined, its
+        later lines are duplicates too; one that finds no room makes the count a lower bound.
+        Returns which lines are duplicates."""
+        pl = _pl()
+        old = pl.repeat(False, len(hashes), eager=True, dtype=pl.Boolean)
+        for level in self.levels:
+            old = old | held(level, hashes)
+        first = hashes.is_first_distinct()
+        new = hashes.filter(first & ~old)  # in the order they first come
+        joined = new.head(max(self.capacity - self.distinct, 0))
+        if len(joined) < len(new):
             self.exact = False
-        if self.mode != "drop" or lines is None:
-            return lines
-        return list(compress(lines, map(operator.not_, held)))
+        duplicate = old | (~first & hashes.is_in(joined.implode()))
+        self.duplicates += duplicate.sum()
+        self._add(joined.sort())
+        return duplicate
 
-    @property
-    def distinct(self) -> int:
-        return len(self.seen)
+    def _add(self, new: Any) -> None:
+        """Add `new` (sorted, distinct, none held yet) as a level, merging the smallest levels
+        while one is at least half the size of the one before it."""
+        if not len(new):
+            return
+        new = new.rename("h")
+        self._pending.append(new)
+        self._recent = [*self._recent[1 - RECENT:], new]
+        self.distinct += len(new)
+        levels = [*self.levels, new]
+        while len(levels) > 1 and MERGE_RATIO * len(levels[-1]) >= len(levels[-2]):
+            last = levels.pop()
+            levels[-1] = levels[-1].to_frame().merge_sorted(last.to_frame(), "h").to_series()
+        self._snapshot = Snapshot(tuple(levels), self._snapshot.added + 1)
 
     def save(self, log: Path) -> int:
         """Append the fingerprints added since the last save; return the log's durable size."""
         with open(log, "ab") as f:
             if self._pending:
-                f.write(struct.pack(f"<{len(self._pending)}Q", *self._pending))
+                for added in self._pending:
+                    f.write(_little_endian(array.array("Q", added.to_list())).tobytes())
                 self._pending.clear()
                 f.flush()
                 os.fsync(f.fileno())
@@ -152,29 +187,42 @@ class Fingerprints:
 
     def restore(self, log: Path, size: int, duplicates: int, exact: bool) -> None:
         """Load the set as it was at a checkpoint, dropping whatever was logged after it."""
+        pl = _pl()
+        chunks = []
         with open(log, "r+b") as f:
             f.truncate(size)
-            data = f.read()
-        self.seen = set(struct.unpack(f"<{len(data) // 8}Q", data))
+            f.seek(0)
+            while data := f.read(8 * _RESTORE_CHUNK):
+                values = _little_endian(array.array("Q", data))
+                chunks.append(pl.Series("h", values, dtype=pl.UInt64))
+        self.distinct, self._pending, self._recent = 0, [], []
+        self._snapshot = Snapshot((), 0)
+        if chunks:
+            self._add(pl.concat(chunks).sort())
+            self._pending.clear()  # logged already
         self.duplicates, self.exact = duplicates, exact
-        self.known = None
-        self._sync_known([])
 
 
-def unknown(hashes: Any, known: Any) -> list[int]:
+def held(level: Any, hashes: Any) -> Any:
+    """Which of `hashes` the sorted `level` holds: a binary search each."""
+    at = level.search_sorted(hashes, side="left").clip(upper_bound=len(level) - 1)
+    return level.gather(at) == hashes
+
+
+def unknown(hashes: Any, known: Snapshot | None) -> Unknown:
     """The distinct fingerprints among `hashes` less those in `known` (a snapshot of a set's
-    fingerprints, or None), in ascending order: what `Fingerprints.count` needs of a block.
-    Taken by a worker thread, in Polars, without the GIL.
+    levels, or None), in ascending order: what `Fingerprints.count` needs of a block. Taken by a
+    worker thread, in Polars, without the GIL."""
+    new = hashes.unique().sort()
+    known = known or Snapshot((), 0)
+    for level in known.levels:
+        new = new.filter(~held(level, new))
+    return Unknown(new, known.added)
 
-    The known ones are dropped first: in data that repeats, few are left to make distinct
-    (a block of 20,000 lines with 3,500 distinct, all known: 0.83 -> 0.43 ms)."""
-    if known is not None:
-        hashes = hashes.filter(~hashes.is_in(known.implode()))
-    return ascending(hashes)
 
+def _little_endian(values: array.array) -> array.array:
+    """The log holds fingerprints as little-endian 64-bit integers, whatever the machine."""
+    if sys.byteorder != "little":
+        values.byteswap()
+    return values
 
-def ascending(hashes: Any) -> list[int]:
-    """The distinct fingerprints, in ascending order: the order the log keeps new ones in, so
-    that the writing thread, which holds the GIL, need not sort them (sorting 20,000 distinct
-    ones took it ~2 ms; Polars sorts them without the GIL in a tenth of that)."""
-    return hashes.unique().sort().to_list()
