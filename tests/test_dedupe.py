@@ -116,6 +116,9 @@ def test_only_counting_lets_workers_search_the_levels():
     fp.count(2, series([1, 2]))
     assert fp.known.levels is fp.levels and len(fp.levels) == 1 and fp.known.added == 1
     assert Fingerprints("drop").known is None and Fingerprints("off").known is None
+    full = Fingerprints("count", budget_bytes=BYTES_PER_FINGERPRINT)
+    full.count(2, series([1, 2]))
+    assert not full.exact and full.known is None  # the writer counts line by line from here
 
 
 def one_by_one(mode: str, capacity: int, blocks: list[list[int]]) -> tuple:

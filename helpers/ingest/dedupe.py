@@ -35,7 +35,8 @@ from typing import Any, NamedTuple
 
 from helpers.ingest.native import _pl, fingerprints
 
-# 8 bytes in a level, and as many again while two levels are merged into a third.
+# 8 bytes in a level, and as many again while levels are merged into one (and for the ones
+# added since the last checkpoint, until `save` logs them: at most --checkpoint-rows).
 BYTES_PER_FINGERPRINT = 16
 MODES = ("count", "drop", "off")
 _RESTORE_CHUNK = 1 << 20  # fingerprints read from the log at a time: 8 MiB of it
@@ -83,9 +84,10 @@ class Fingerprints:
 
     @property
     def known(self) -> Snapshot | None:
-        """The levels, for a worker to search (`unknown`); None where workers need not: only
-        counting takes a block's distinct fingerprints on the worker."""
-        return self._snapshot if self.mode == "count" else None
+        """The levels, for a worker to search (`unknown`); None where the writing thread would
+        not use what it found: only counting takes a block's distinct fingerprints from the
+        worker, and only while the count is exact (`_count_all`)."""
+        return self._snapshot if self.mode == "count" and self.exact else None
 
     def filter(self, lines: list[bytes]) -> list[bytes]:
         """Count the duplicates among `lines`; in drop mode return only first occurrences."""
@@ -166,7 +168,7 @@ class Fingerprints:
             return
         new = new.rename("h")
         self._pending.append(new)
-        self._recent = [*self._recent[1 - RECENT:], new]
+        self._recent = [*self._recent, new][-RECENT:]
         self.distinct += len(new)
         levels = [*self.levels, new]
         while len(levels) > 1 and MERGE_RATIO * len(levels[-1]) >= len(levels[-2]):
@@ -198,7 +200,7 @@ class Fingerprints:
         self.distinct, self._pending, self._recent = 0, [], []
         self._snapshot = Snapshot((), 0)
         if chunks:
-            self._add(pl.concat(chunks).sort())
+            self._add(pl.concat(chunks).sort().unique())  # a log written twice: once
             self._pending.clear()  # logged already
         self.duplicates, self.exact = duplicates, exact
 
@@ -213,7 +215,7 @@ def unknown(hashes: Any, known: Snapshot | None) -> Unknown:
     """The distinct fingerprints among `hashes` less those in `known` (a snapshot of a set's
     levels, or None), in ascending order: what `Fingerprints.count` needs of a block. Taken by a
     worker thread, in Polars, without the GIL."""
-    new = hashes.unique().sort()
+    new = hashes.sort().unique()  # half the time of unique().sort(): sorted, it runs once
     known = known or Snapshot((), 0)
     for level in known.levels:
         new = new.filter(~held(level, new))
