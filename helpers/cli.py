@@ -103,7 +103,7 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dedupe", choices=["count", "drop", "off"], default=d.dedupe,
                    help="count exact duplicates, drop them, or skip hashing")
     p.add_argument("--dedupe-budget-mb", type=non_negative, default=d.dedupe_budget_mb,
-                   help="memory for duplicate fingerprints, 16 bytes per distinct row")
+                   help="memory for duplicate fingerprints, 20 bytes per distinct row")
     p.add_argument("--chunk-rows", type=positive, default=d.chunk_rows,
                    help="lines (or JSON array items) per chunk")
     p.add_argument("--checkpoint-rows", type=positive, default=d.checkpoint_rows,

@@ -116,9 +116,6 @@ def test_only_counting_lets_workers_search_the_levels():
     fp.count(2, series([1, 2]))
     assert fp.known.levels is fp.levels and len(fp.levels) == 1 and fp.known.added == 1
     assert Fingerprints("drop").known is None and Fingerprints("off").known is None
-    full = Fingerprints("count", budget_bytes=BYTES_PER_FINGERPRINT)
-    full.count(2, series([1, 2]))
-    assert not full.exact and full.known is None  # the writer counts line by line from here
 
 
 def one_by_one(mode: str, capacity: int, blocks: list[list[int]]) -> tuple:
@@ -155,6 +152,32 @@ def test_past_the_budget_blocks_count_and_drop_as_line_after_line(blocks, capaci
     assert (fp.duplicates, fp.exact, held_set(fp)) == (duplicates, exact, seen)
     if mode == "drop":
         assert kept == plain_kept
+
+def test_once_full_the_workers_count_a_blocks_duplicates_themselves(tmp_path):
+    fp = Fingerprints("count", budget_bytes=2 * BYTES_PER_FINGERPRINT)
+    fp.count(3, series([1, 2, 1]), unknown(series([1, 2, 1]), fp.known))
+    assert fp.exact and not fp.known.full
+    fp.count(4, series([3, 2, 3, 2]), unknown(series([3, 2, 3, 2]), fp.known))
+    assert (fp.duplicates, fp.exact, fp.known.full) == (3, False, True)  # 2 twice; 3 no room
+    found = unknown(series([2, 3, 2, 1, 4]), fp.known)
+    assert found.held_lines == 3  # the set is final: 2, 2 and 1 are its duplicates
+    fp.count(5, series([2, 3, 2, 1, 4]), found)
+    assert fp.duplicates == 6
+    size = fp.save(tmp_path / "fp")
+    again = Fingerprints("count", budget_bytes=2 * BYTES_PER_FINGERPRINT)
+    again.restore(tmp_path / "fp", size, fp.duplicates, fp.exact)
+    assert again.known.full and unknown(series([1, 3]), again.known).held_lines == 1
+
+
+
+def test_once_full_the_levels_become_one():
+    fp = Fingerprints("count", budget_bytes=100 * BYTES_PER_FINGERPRINT)
+    for start in range(0, 100, 10):
+        fp.count(10, series(list(range(start, start + 10))))
+    assert fp.exact and len(fp.levels) > 1
+    fp.count(2, series([100, 5]))
+    assert (fp.exact, len(fp.levels), fp.distinct, fp.duplicates) == (False, 1, 100, 1)
+    assert fp.levels[0].to_list() == list(range(100)) and fp.known.full
 
 
 @settings(max_examples=200, deadline=None)

@@ -35,9 +35,11 @@ from typing import Any, NamedTuple
 
 from helpers.ingest.native import _pl, fingerprints
 
-# 8 bytes in a level, and as many again while levels are merged into one (and for the ones
-# added since the last checkpoint, until `save` logs them: at most --checkpoint-rows).
-BYTES_PER_FINGERPRINT = 16
+# 8 bytes in a level, as many again while levels are merged into one, and 4 for the ones added
+# since the last checkpoint (until `save` logs them) and the pages the allocator has not handed
+# back yet: measured, 3 million distinct rows a file (`benchmarks.distinct`) peaked 49-66 MiB
+# above `--dedupe off` within a 64 MiB budget; at 16 bytes, 80-89.
+BYTES_PER_FINGERPRINT = 20
 MODES = ("count", "drop", "off")
 _RESTORE_CHUNK = 1 << 20  # fingerprints read from the log at a time: 8 MiB of it
 # Additions kept aside for the writing thread to search, as well as merged into the levels: a
@@ -50,18 +52,22 @@ MERGE_RATIO = 4
 
 
 class Snapshot(NamedTuple):
-    """The levels, and how many additions they hold: what a worker reads, in one reference."""
+    """The levels, how many additions they hold, and whether the set is full (nothing will be
+    added again): what a worker reads, in one reference."""
 
     levels: tuple[Any, ...]
     added: int
+    full: bool = False
 
 
 class Unknown(NamedTuple):
     """What a worker found of a block's fingerprints: the distinct ones (ascending) that none
-    of the levels it searched holds, and how many additions those levels held."""
+    of the levels it searched holds, and how many additions those levels held; or, once the set
+    is full, how many of the block's lines it holds (`held_lines`: the block's duplicates)."""
 
     fingerprints: Any
     added: int
+    held_lines: int | None = None
 
 
 class Fingerprints:
@@ -84,10 +90,9 @@ class Fingerprints:
 
     @property
     def known(self) -> Snapshot | None:
-        """The levels, for a worker to search (`unknown`); None where the writing thread would
-        not use what it found: only counting takes a block's distinct fingerprints from the
-        worker, and only while the count is exact (`_count_all`)."""
-        return self._snapshot if self.mode == "count" and self.exact else None
+        """The levels, for a worker to search (`unknown`); None where workers need not: only
+        counting takes what they find."""
+        return self._snapshot if self.mode == "count" else None
 
     def filter(self, lines: list[bytes]) -> list[bytes]:
         """Count the duplicates among `lines`; in drop mode return only first occurrences."""
@@ -126,7 +131,12 @@ class Fingerprints:
     def _count_all(self, n: int, unique: Unknown | None) -> bool:
         """Count a whole batch from its distinct unknown fingerprints, when the set is exact and
         the new ones all fit; False (nothing done) when the batch must go line by line."""
-        if unique is None or not self.exact:
+        if unique is None:
+            return False
+        if unique.held_lines is not None:  # the set was full: the worker counted them all
+            self.duplicates += unique.held_lines
+            return True
+        if not self.exact:
             return False
         new = unique.fingerprints
         behind = self._snapshot.added - unique.added  # additions the worker did not search
@@ -134,8 +144,7 @@ class Fingerprints:
             since = _pl().concat(self._recent[-behind:]).implode()
             new = new.filter(~new.is_in(since))
         elif behind:
-            for level in self.levels:
-                new = new.filter(~held(level, new))
+            new = new.filter(~held_by(self.levels, new))
         if self.distinct + len(new) > self.capacity:
             return False
         self.duplicates += n - len(new)
@@ -147,19 +156,27 @@ class Fingerprints:
         holds is a duplicate; a new one joins while there is room, and once it has joined, its
         later lines are duplicates too; one that finds no room makes the count a lower bound.
         Returns which lines are duplicates."""
-        pl = _pl()
-        old = pl.repeat(False, len(hashes), eager=True, dtype=pl.Boolean)
-        for level in self.levels:
-            old = old | held(level, hashes)
+        distinct = hashes.sort().unique()  # searched once each, in order: cheaper than lines
+        old = hashes.is_in(distinct.filter(held_by(self.levels, distinct)).implode())
         first = hashes.is_first_distinct()
         new = hashes.filter(first & ~old)  # in the order they first come
         joined = new.head(max(self.capacity - self.distinct, 0))
-        if len(joined) < len(new):
-            self.exact = False
         duplicate = old | (~first & hashes.is_in(joined.implode()))
         self.duplicates += duplicate.sum()
         self._add(joined.sort())
+        if len(joined) < len(new):
+            self.exact = False
+            self._freeze()
         return duplicate
+
+    def _freeze(self) -> None:
+        """Full: nothing is added again, so the levels become one, which a worker searches
+        once a block and then counts the block's duplicates itself (`unknown`)."""
+        levels = list(self.levels)
+        while len(levels) > 1:  # smallest first: at most the levels and their merge held at once
+            last = levels.pop()
+            levels[-1] = _merged(levels[-1], last)
+        self._snapshot = Snapshot(tuple(levels), self._snapshot.added, full=True)
 
     def _add(self, new: Any) -> None:
         """Add `new` (sorted, distinct, none held yet) as a level, merging the smallest levels
@@ -173,7 +190,7 @@ class Fingerprints:
         levels = [*self.levels, new]
         while len(levels) > 1 and MERGE_RATIO * len(levels[-1]) >= len(levels[-2]):
             last = levels.pop()
-            levels[-1] = levels[-1].to_frame().merge_sorted(last.to_frame(), "h").to_series()
+            levels[-1] = _merged(levels[-1], last)
         self._snapshot = Snapshot(tuple(levels), self._snapshot.added + 1)
 
     def save(self, log: Path) -> int:
@@ -203,6 +220,8 @@ class Fingerprints:
             self._add(pl.concat(chunks).sort().unique())  # a log written twice: once
             self._pending.clear()  # logged already
         self.duplicates, self.exact = duplicates, exact
+        if not exact:  # a lower bound: it was full
+            self._freeze()
 
 
 def held(level: Any, hashes: Any) -> Any:
@@ -215,11 +234,26 @@ def unknown(hashes: Any, known: Snapshot | None) -> Unknown:
     """The distinct fingerprints among `hashes` less those in `known` (a snapshot of a set's
     levels, or None), in ascending order: what `Fingerprints.count` needs of a block. Taken by a
     worker thread, in Polars, without the GIL."""
-    new = hashes.sort().unique()  # half the time of unique().sort(): sorted, it runs once
+    distinct = hashes.sort().unique()  # half the time of unique().sort(): sorted, it runs once
     known = known or Snapshot((), 0)
-    for level in known.levels:
-        new = new.filter(~held(level, new))
-    return Unknown(new, known.added)
+    old = held_by(known.levels, distinct)
+    if known.full:  # the levels are final: a line is a duplicate if and only if they hold it
+        held_lines = hashes.is_in(distinct.filter(old).implode()).sum()
+        return Unknown(None, known.added, held_lines)
+    return Unknown(distinct.filter(~old), known.added)
+
+
+def _merged(first: Any, second: Any) -> Any:
+    """Two sorted levels as one, in one pass over both."""
+    return first.to_frame().merge_sorted(second.to_frame(), "h").to_series()
+
+
+def held_by(levels: tuple[Any, ...], hashes: Any) -> Any:
+    """Which of `hashes` (sorted: the searches then run in cache) any of `levels` holds."""
+    old = _pl().repeat(False, len(hashes), eager=True, dtype=_pl().Boolean)
+    for level in levels:
+        old = old | held(level, hashes)
+    return old
 
 
 def _little_endian(values: array.array) -> array.array:
