@@ -38,7 +38,7 @@ from helpers.ingest.native import _pl, fingerprints
 # 8 bytes in a level, as many again while levels are merged into one, and 4 for the ones added
 # since the last checkpoint (until `save` logs them) and the pages the allocator has not handed
 # back yet: measured, 3 million distinct rows a file (`benchmarks.distinct`) peaked 49-66 MiB
-# above `--dedupe off` within a 64 MiB budget; at 16 bytes, 80-89.
+# above `--dedupe off` within a 64 MiB budget; at 16 bytes, 81-94.
 BYTES_PER_FINGERPRINT = 20
 MODES = ("count", "drop", "off")
 _RESTORE_CHUNK = 1 << 20  # fingerprints read from the log at a time: 8 MiB of it
