@@ -11,7 +11,9 @@ the GIL).
 
 With 2**64 fingerprints, two different records collide with probability about n**2 / 2**65:
 one in 3,000 for 100 million distinct records. Past the memory budget no new fingerprints are
-kept; the run says so and the duplicate count becomes a lower bound.
+kept; the run says so and the duplicate count becomes a lower bound. The set is then final: its
+levels are merged into one, and a worker counts a block's duplicates (lines whose fingerprint
+it holds) by itself.
 
 New fingerprints are also appended to a log file at each checkpoint, so a resumed run starts
 with exactly the set the interrupted one had.
@@ -180,7 +182,7 @@ class Fingerprints:
 
     def _add(self, new: Any) -> None:
         """Add `new` (sorted, distinct, none held yet) as a level, merging the smallest levels
-        while one is at least half the size of the one before it."""
+        while one is at least a quarter of the size of the one before it (`MERGE_RATIO`)."""
         if not len(new):
             return
         new = new.rename("h")
