@@ -111,11 +111,11 @@ def test_the_log_is_little_endian_whatever_the_order_fingerprints_came_in(tmp_pa
     assert sorted(struct.unpack("<2Q", data)) == [1, 2**64 - 1]
 
 
-def test_only_counting_lets_workers_search_the_levels():
+def test_workers_search_the_levels_unless_nothing_is_counted():
     fp = Fingerprints("count")
     fp.count(2, series([1, 2]))
     assert fp.known.levels is fp.levels and len(fp.levels) == 1 and fp.known.added == 1
-    assert Fingerprints("drop").known is None and Fingerprints("off").known is None
+    assert Fingerprints("drop").known == Snapshot((), 0) and Fingerprints("off").known is None
 
 
 def one_by_one(mode: str, capacity: int, blocks: list[list[int]]) -> tuple:
@@ -180,21 +180,29 @@ def test_once_full_the_levels_become_one():
     assert fp.levels[0].to_list() == list(range(100)) and fp.known.full
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(blocks=st.lists(st.lists(st.integers(0, 30), min_size=1, max_size=12), max_size=12),
        lag=st.integers(0, 5), capacity=st.sampled_from([1, 3, 8, 20, 1000]),
-       recent=st.integers(1, 4))
-def test_counts_are_exact_whatever_snapshot_the_workers_read(blocks, lag, capacity, recent):
+       recent=st.integers(1, 4), mode=st.sampled_from(["count", "drop"]))
+def test_blocks_are_exact_whatever_snapshot_the_workers_read(blocks, lag, capacity, recent, mode):
     """Workers search the levels they read while the writer replaces them: a snapshot `lag`
-    blocks old (older, at times, than the additions kept aside for the writer) must count as
-    the plain rule does, before, across and after the set fills."""
-    fp = Fingerprints("count", budget_bytes=capacity * BYTES_PER_FINGERPRINT)
-    snapshots = [fp.known]
+    blocks old (older, at times, than the additions kept aside for the writer) must count and
+    drop as the plain rule does, before, across and after the set fills."""
+    fp = Fingerprints(mode, budget_bytes=capacity * BYTES_PER_FINGERPRINT)
+    snapshots, kept = [fp.known], []
     with mock.patch.object(dedupe, "RECENT", recent):
         for block in blocks:
             stale = snapshots[max(0, len(snapshots) - 1 - lag)]
-            fp.count(len(block), series(block), unknown(series(block), stale))
+            found = unknown(series(block), stale)
+            if mode == "count":
+                fp.count(len(block), series(block), found)
+            else:
+                blob = b"".join(b"%d\n" % h for h in block)
+                blob, n = fp.filter_blob(blob, len(block), series(block), found)
+                kept += [int(x) for x in blob.split(b"\n")[:n]]
             snapshots.append(fp.known)
-    duplicates, exact, seen, _ = one_by_one("count", capacity, blocks)
+    duplicates, exact, seen, plain_kept = one_by_one(mode, capacity, blocks)
     assert (fp.duplicates, fp.exact, held_set(fp), fp.distinct) == (
         duplicates, exact, seen, len(seen))
+    if mode == "drop":
+        assert kept == plain_kept

@@ -587,7 +587,7 @@ class NativeLines:
     n: int
     member: bytes  # the lines as one gzip member
     hashes: Any  # their fingerprints (a Polars Series), or None
-    unique: Unknown | None  # the distinct ones no level the worker searched holds, counting
+    unique: Unknown | None  # what the worker found of them in the levels (`dedupe.unknown`)
     fallbacks: int = 0  # lines that held bytes read as cp1252
 
 
@@ -665,7 +665,7 @@ def native_work(fmt: Format, normalizer: Normalizer, options: Options,
     else:
         return None
     first_record = fmt.data_line if fmt.kind == "csv" else 0
-    dedupe = options.dedupe == "count"
+    dedupe = options.dedupe != "off"
 
     def snapshot() -> Any:
         return seen.known if seen is not None else None
@@ -698,10 +698,9 @@ def native_work(fmt: Format, normalizer: Normalizer, options: Options,
         if len(hashes) != block.n:  # a line a record, or the normalizer decides
             return None
         member = gzip_member(blob, options.level, tail=b"\n")
-        if options.dedupe == "drop":  # only dropping needs the lines again
-            return NativeLines(blob + b"\n", block.n, member, hashes, None, fallbacks)
         unique = unknown(hashes, snapshot()) if dedupe else None
-        return NativeLines(None, block.n, member, hashes if dedupe else None, unique, fallbacks)
+        lines = blob + b"\n" if options.dedupe == "drop" else None  # only dropping needs them
+        return NativeLines(lines, block.n, member, hashes if dedupe else None, unique, fallbacks)
 
     return work
 

@@ -92,9 +92,8 @@ class Fingerprints:
 
     @property
     def known(self) -> Snapshot | None:
-        """The levels, for a worker to search (`unknown`); None where workers need not: only
-        counting takes what they find."""
-        return self._snapshot if self.mode == "count" else None
+        """The levels, for a worker to search (`unknown`); None when nothing is counted."""
+        return self._snapshot if self.mode != "off" else None
 
     def filter(self, lines: list[bytes]) -> list[bytes]:
         """Count the duplicates among `lines`; in drop mode return only first occurrences."""
@@ -108,7 +107,7 @@ class Fingerprints:
         a worker found unknown among them, `unique`): what `filter` counts, without the lines."""
         if self.mode == "off" or n == 0 or self._count_all(n, unique):
             return
-        self._apply(hashes)
+        self._apply(hashes, unique)
 
     def filter_blob(self, blob: bytes, n: int, hashes: Any = None,
                     unique: Unknown | None = None) -> tuple[bytes, int]:
@@ -122,9 +121,9 @@ class Fingerprints:
             hashes = fingerprints(blob, n)
         if self.mode == "count":
             if not self._count_all(n, unique):
-                self._apply(hashes)
+                self._apply(hashes, unique)
             return blob, n
-        duplicate = self._apply(hashes)
+        duplicate = self._apply(hashes, unique)
         if not duplicate.any():
             return blob, n
         kept = list(compress(blob.split(b"\n")[:n], map(operator.not_, duplicate.to_list())))
@@ -140,6 +139,16 @@ class Fingerprints:
             return True
         if not self.exact:
             return False
+        new = self._new(unique)
+        if self.distinct + len(new) > self.capacity:
+            return False
+        self.duplicates += n - len(new)
+        self._add(new)
+        return True
+
+    def _new(self, unique: Unknown) -> Any:
+        """The distinct fingerprints a worker found unknown, less those added since the levels
+        it searched."""
         new = unique.fingerprints
         behind = self._snapshot.added - unique.added  # additions the worker did not search
         if 0 < behind <= len(self._recent):  # one hash lookup: a binary search each costs more
@@ -147,19 +156,19 @@ class Fingerprints:
             new = new.filter(~new.is_in(since))
         elif behind:
             new = new.filter(~held_by(self.levels, new))
-        if self.distinct + len(new) > self.capacity:
-            return False
-        self.duplicates += n - len(new)
-        self._add(new)
-        return True
+        return new
 
-    def _apply(self, hashes: Any) -> Any:
+    def _apply(self, hashes: Any, unique: Unknown | None = None) -> Any:
         """The rule, line after line, for a block at once: a line whose fingerprint the set
         holds is a duplicate; a new one joins while there is room, and once it has joined, its
         later lines are duplicates too; one that finds no room makes the count a lower bound.
-        Returns which lines are duplicates."""
-        distinct = hashes.sort().unique()  # searched once each, in order: cheaper than lines
-        old = hashes.is_in(distinct.filter(held_by(self.levels, distinct)).implode())
+        Returns which lines are duplicates. `unique`: what a worker found unknown among them,
+        which spares this thread the search of the levels."""
+        if unique is not None and unique.held_lines is None:
+            old = ~hashes.is_in(self._new(unique).implode())
+        else:  # each distinct one searched once, in order: cheaper than line by line
+            distinct = hashes.sort().unique()
+            old = hashes.is_in(distinct.filter(held_by(self.levels, distinct)).implode())
         first = hashes.is_first_distinct()
         new = hashes.filter(first & ~old)  # in the order they first come
         joined = new.head(max(self.capacity - self.distinct, 0))
