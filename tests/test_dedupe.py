@@ -183,14 +183,17 @@ def test_once_full_the_levels_become_one():
 @settings(max_examples=300, deadline=None)
 @given(blocks=st.lists(st.lists(st.integers(0, 30), min_size=1, max_size=12), max_size=12),
        lag=st.integers(0, 5), capacity=st.sampled_from([1, 3, 8, 20, 1000]),
-       recent=st.integers(1, 4), mode=st.sampled_from(["count", "drop"]))
-def test_blocks_are_exact_whatever_snapshot_the_workers_read(blocks, lag, capacity, recent, mode):
+       recent=st.integers(1, 4), mode=st.sampled_from(["count", "drop"]),
+       small=st.sampled_from([0, 5, 1 << 16]))
+def test_blocks_are_exact_whatever_snapshot_the_workers_read(blocks, lag, capacity, recent, mode,
+                                                             small):
     """Workers search the levels they read while the writer replaces them: a snapshot `lag`
     blocks old (older, at times, than the additions kept aside for the writer) must count and
-    drop as the plain rule does, before, across and after the set fills."""
+    drop as the plain rule does, before, across and after the set fills, whether the set is
+    looked up whole (`SMALL`) or level by level."""
     fp = Fingerprints(mode, budget_bytes=capacity * BYTES_PER_FINGERPRINT)
     snapshots, kept = [fp.known], []
-    with mock.patch.object(dedupe, "RECENT", recent):
+    with mock.patch.object(dedupe, "RECENT", recent), mock.patch.object(dedupe, "SMALL", small):
         for block in blocks:
             stale = snapshots[max(0, len(snapshots) - 1 - lag)]
             found = unknown(series(block), stale)
