@@ -160,14 +160,27 @@ def test_once_full_the_workers_count_a_blocks_duplicates_themselves(tmp_path):
     fp.count(4, series([3, 2, 3, 2]), unknown(series([3, 2, 3, 2]), fp.known))
     assert (fp.duplicates, fp.exact, fp.known.full) == (3, False, True)  # 2 twice; 3 no room
     found = unknown(series([2, 3, 2, 1, 4]), fp.known)
-    assert found.held_lines == 3  # the set is final: 2, 2 and 1 are its duplicates
+    assert found.held_lines.to_list() == [True, False, True, True, False]  # the set is final
     fp.count(5, series([2, 3, 2, 1, 4]), found)
     assert fp.duplicates == 6
     size = fp.save(tmp_path / "fp")
     again = Fingerprints("count", budget_bytes=2 * BYTES_PER_FINGERPRINT)
     again.restore(tmp_path / "fp", size, fp.duplicates, fp.exact)
-    assert again.known.full and unknown(series([1, 3]), again.known).held_lines == 1
+    assert again.known.full and unknown(series([1, 3]), again.known).held_lines.sum() == 1
 
+
+
+def test_a_lower_bound_with_room_left_takes_new_fingerprints_again(tmp_path):
+    """A checkpoint's count can be a lower bound with room left now: made under a smaller
+    budget, or by a version that held fewer fingerprints a megabyte."""
+    small = Fingerprints("count", budget_bytes=2 * BYTES_PER_FINGERPRINT)
+    small.count(3, series([1, 2, 3]))
+    size = small.save(tmp_path / "fp")
+    fp = Fingerprints("count", budget_bytes=10 * BYTES_PER_FINGERPRINT)
+    fp.restore(tmp_path / "fp", size, small.duplicates, small.exact)
+    assert not fp.exact and not fp.known.full
+    fp.count(4, series([3, 3, 1, 4]), unknown(series([3, 3, 1, 4]), fp.known))
+    assert (fp.distinct, fp.duplicates, fp.exact) == (4, 2, False)  # 3 joins, then repeats
 
 
 def test_once_full_the_levels_become_one():

@@ -7,13 +7,14 @@ set of ints took about 90. A block's new fingerprints become a level of their ow
 merged into the one before it once it is at least a quarter of that one's size: each level is
 more than four times the next, there are at most about log4(n / block) of them, and a
 fingerprint is looked up by a binary search in each (`search_sorted`, which Polars runs without
-the GIL).
+the GIL). While the set is small (`SMALL`), it is also kept whole in one Series, and a block's
+lines are looked up in it by hash instead.
 
 With 2**64 fingerprints, two different records collide with probability about n**2 / 2**65:
 one in 3,000 for 100 million distinct records. Past the memory budget no new fingerprints are
 kept; the run says so and the duplicate count becomes a lower bound. The set is then final: its
-levels are merged into one, and a worker counts a block's duplicates (lines whose fingerprint
-it holds) by itself.
+levels are merged into one, and a worker finds a block's duplicates (lines whose fingerprint it
+holds) by itself.
 
 New fingerprints are also appended to a log file at each checkpoint, so a resumed run starts
 with exactly the set the interrupted one had.
@@ -37,10 +38,11 @@ from typing import Any, NamedTuple
 
 from helpers.ingest.native import _pl, fingerprints
 
-# 8 bytes in a level, as many again while levels are merged into one, and 4 for the ones added
-# since the last checkpoint (until `save` logs them) and the pages the allocator has not handed
-# back yet: measured, 3 million distinct rows a file (`benchmarks.distinct`) peaked 49-66 MiB
-# above `--dedupe off` within a 64 MiB budget; at 16 bytes, 81-94.
+# 8 bytes in a level, as many again while levels are merged into one, and 4 for the pages the
+# allocator has not handed back yet and the ones added since the last checkpoint (held twice, 8
+# bytes more each, until `save` logs them): measured, 3 million distinct rows a file
+# (`benchmarks.distinct`) peaked 49-66 MiB above `--dedupe off` within a 64 MiB budget; at 16
+# bytes, 81-94.
 BYTES_PER_FINGERPRINT = 20
 MODES = ("count", "drop", "off")
 _RESTORE_CHUNK = 1 << 20  # fingerprints read from the log at a time: 8 MiB of it
@@ -70,11 +72,12 @@ class Snapshot(NamedTuple):
 class Unknown(NamedTuple):
     """What a worker found of a block's fingerprints: the distinct ones (ascending) that none
     of the levels it searched holds, and how many additions those levels held; or, once the set
-    is full, how many of the block's lines it holds (`held_lines`: the block's duplicates)."""
+    is full, which of the block's lines it holds (`held_lines`, a Boolean Series: the block's
+    duplicates, since nothing joins a full set)."""
 
     fingerprints: Any
     added: int
-    held_lines: int | None = None
+    held_lines: Any = None
 
 
 class Fingerprints:
@@ -139,8 +142,8 @@ class Fingerprints:
         the new ones all fit; False (nothing done) when the batch must go line by line."""
         if unique is None:
             return False
-        if unique.held_lines is not None:  # the set was full: the worker counted them all
-            self.duplicates += unique.held_lines
+        if unique.held_lines is not None:  # the set was full: the worker found them all
+            self.duplicates += unique.held_lines.sum()
             return True
         if not self.exact:
             return False
@@ -169,7 +172,9 @@ class Fingerprints:
         later lines are duplicates too; one that finds no room makes the count a lower bound.
         Returns which lines are duplicates. `unique`: what a worker found unknown among them,
         which spares this thread the search of the levels."""
-        if unique is not None and unique.held_lines is None:
+        if unique is not None and unique.held_lines is not None:
+            old = unique.held_lines
+        elif unique is not None:
             old = ~hashes.is_in(self._new(unique).implode())
         else:
             old = lines_held(self._snapshot, hashes)
@@ -234,9 +239,11 @@ class Fingerprints:
         self._snapshot = Snapshot((), 0)
         if chunks:
             self._add(pl.concat(chunks).sort().unique())  # a log written twice: once
-            self._pending.clear()  # logged already
+            self._pending, self._recent = [], []  # logged already; no worker saw less
         self.duplicates, self.exact = duplicates, exact
-        if not exact:  # a lower bound: it was full
+        # A lower bound with no room left. A checkpoint made under a smaller budget (or by a
+        # version that held fewer a megabyte) leaves room: new fingerprints join it again.
+        if not exact and self.distinct >= self.capacity:
             self._freeze()
 
 
@@ -249,11 +256,12 @@ def held(level: Any, hashes: Any) -> Any:
 
 def unknown(hashes: Any, known: Snapshot | None) -> Unknown:
     """The distinct fingerprints among `hashes` less those in `known` (a snapshot of a set's
-    levels, or None), in ascending order: what `Fingerprints.count` needs of a block. Taken by a
-    worker thread, in Polars, without the GIL."""
+    levels, or None), in ascending order; once the set is full, which lines it holds instead.
+    What `Fingerprints.count` and `filter_blob` need of a block, taken by a worker thread, in
+    Polars, without the GIL."""
     known = known or Snapshot((), 0)
     if known.full:  # the levels are final: a line is a duplicate if and only if they hold it
-        return Unknown(None, known.added, lines_held(known, hashes).sum())
+        return Unknown(None, known.added, lines_held(known, hashes))
     if known.small is not None:
         distinct = hashes.filter(~lines_held(known, hashes)).sort().unique()
         return Unknown(distinct, known.added)
