@@ -95,6 +95,13 @@ EXACT_MOMENTS = [
                  id="before-the-third-checkpoint-is-saved"),
     pytest.param("helpers.ingest.dedupe:Fingerprints.save", 3, [], True,
                  id="outputs-synced-before-the-fingerprints-are-logged"),
+    # Dropping, the lines kept depend on the fingerprints restored: those logged at the
+    # checkpoint, and (with room for one) the set found full, which takes no new one again.
+    pytest.param("helpers.ingest.dedupe:Fingerprints.save", 3, ["--dedupe", "drop"], True,
+                 id="dropping-fingerprints-logged-after-the-outputs"),
+    pytest.param("helpers.ingest.dedupe:Fingerprints.save", 3,
+                 ["--dedupe", "drop", "--dedupe-budget-mb", "0"], True,
+                 id="dropping-past-the-budget-fingerprints-logged-after-the-outputs"),
     # Each block is written as a whole gzip member: a kill as the third checkpoint starts
     # leaves that member on disk, past what the last checkpoint vouches for.
     pytest.param("helpers.ingest.writer:MemberWriter.end_member", 5, [], True,
