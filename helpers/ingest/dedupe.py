@@ -194,8 +194,7 @@ class Fingerprints:
         once a block and then counts the block's duplicates itself (`unknown`)."""
         levels = list(self.levels)
         while len(levels) > 1:  # smallest first: at most the levels and their merge held at once
-            last = levels.pop()
-            levels[-1] = _merged(levels[-1], last)
+            _merge_last(levels)
         self._snapshot = self._snapshot._replace(levels=tuple(levels), full=True)
 
     def _add(self, new: Any) -> None:
@@ -209,8 +208,7 @@ class Fingerprints:
         self.distinct += len(new)
         levels = [*self.levels, new]
         while len(levels) > 1 and MERGE_RATIO * len(levels[-1]) >= len(levels[-2]):
-            last = levels.pop()
-            levels[-1] = _merged(levels[-1], last)
+            _merge_last(levels)
         small = _pl().concat(levels) if self.distinct <= SMALL else None
         self._snapshot = Snapshot(tuple(levels), self._snapshot.added + 1, small=small)
 
@@ -265,21 +263,30 @@ def unknown(hashes: Any, known: Snapshot | None) -> Unknown:
     if known.small is not None:
         distinct = hashes.filter(~lines_held(known, hashes)).sort().unique()
         return Unknown(distinct, known.added)
-    distinct = hashes.sort().unique()  # half the time of unique().sort(): sorted, it runs once
-    return Unknown(distinct.filter(~held_by(known.levels, distinct)), known.added)
+    distinct, old = _distinct_held(known.levels, hashes)
+    return Unknown(distinct.filter(~old), known.added)
 
 
 def lines_held(known: Snapshot, hashes: Any) -> Any:
     """Which of a block's lines (`hashes`, in line order) `known` holds the fingerprint of."""
     if known.small is not None:
         return hashes.is_in(known.small.implode())
-    distinct = hashes.sort().unique()  # each searched once, in order: cheaper than line by line
-    return hashes.is_in(distinct.filter(held_by(known.levels, distinct)).implode())
+    distinct, old = _distinct_held(known.levels, hashes)
+    return hashes.is_in(distinct.filter(old).implode())
 
 
-def _merged(first: Any, second: Any) -> Any:
-    """Two sorted levels as one, in one pass over both."""
-    return first.to_frame().merge_sorted(second.to_frame(), "h").to_series()
+def _distinct_held(levels: tuple[Any, ...], hashes: Any) -> tuple[Any, Any]:
+    """A block's distinct fingerprints, ascending, and which of them `levels` hold: each
+    searched once, in order, which is cheaper than line by line. Sorted first, then made
+    distinct: half the time of the other way round."""
+    distinct = hashes.sort().unique()
+    return distinct, held_by(levels, distinct)
+
+
+def _merge_last(levels: list[Any]) -> None:
+    """Merge the last of `levels` into the one before it, in one pass over both."""
+    last = levels.pop()
+    levels[-1] = levels[-1].to_frame().merge_sorted(last.to_frame(), "h").to_series()
 
 
 def held_by(levels: tuple[Any, ...], hashes: Any) -> Any:
