@@ -260,10 +260,7 @@ def _typed(frame: Any, spec: CsvSpec) -> CsvSpec | None:
             if column.kind == AUTO and source is not None]
     kinds = dict.fromkeys((i for i, c in enumerate(spec.columns) if c.kind == AUTO), "text")
     if auto:
-        pl = _pl()
-        counts = frame.select(
-            [c for i, name in auto for c in _value_looks(pl.col(name), f"{i}")]).row(0)
-        found = _kinds_of(counts, len(auto))
+        found = _kinds_in(frame, [name for _, name in auto])
         if found is None:
             return None
         kinds |= {i: kind for (i, _), kind in zip(auto, found)}
@@ -450,9 +447,17 @@ def _strings_look(frame: Any, columns: tuple[Column, ...]) -> tuple[tuple[str, s
     names = [c.name for c in columns if c.kind == AUTO and frame.schema.get(c.name) == pl.String]
     if not names:
         return ()
-    counts = frame.select([c for name in names for c in _value_looks(pl.col(name), name)])
-    kinds = _kinds_of(counts.row(0), len(names))
+    kinds = _kinds_in(frame, names)
     return None if kinds is None else tuple(zip(names, kinds))
+
+
+def _kinds_in(frame: Any, names: list[str]) -> list[str] | None:
+    """The kind all values of each text column `names` have in this block (`_kinds_of`), in
+    one select; None when a column mixes them."""
+    pl = _pl()
+    counts = frame.select(
+        [c for i, name in enumerate(names) for c in _value_looks(pl.col(name), f"{i}")])
+    return _kinds_of(counts.row(0), len(names))
 
 
 def _kinds_of(counts: tuple[int, ...], columns: int) -> list[str] | None:
