@@ -144,3 +144,36 @@ def test_record_boundaries_agree_with_the_csv_module(text, escape):
         seen = reader.line_num
     assert out.starts == starts
     assert len(out.rows) == len(starts)
+
+
+PLAIN_LINES = st.lists(st.text(st.sampled_from(['a', ',', ';', '"', "'", "#", " ", "\\", "\t"]),
+                               max_size=12).map(lambda t: t + "\n")
+                       | st.sampled_from(["\n", "\r\n", "a,b\r\n", '"a\n', 'b"\n', "x"]),
+                       min_size=1, max_size=12)
+
+
+@settings(max_examples=600, deadline=None)
+@given(PLAIN_LINES, st.sampled_from([",", ";"]), st.sampled_from(['"', "'", None]),
+       st.sampled_from([None, "\\"]), st.sampled_from([None, "#"]), st.integers(0, 5),
+       st.booleans())
+def test_lines_read_as_one_record_each_are_what_the_assembler_makes_of_them(
+        lines, delimiter, quote, escape, comment, first, final):
+    """`feed_plain` (one csv call for a batch whose lines are each a record: the readers' and
+    the sniffer's shortcut) gives exactly what `feed` gives, or declines."""
+    if quote is None:
+        escape = None
+    dialect = Dialect(delimiter, quote, escape, comment)
+    plain = Assembler(dialect).feed_plain(lines, first)
+    if plain is None:
+        return
+    slow = Assembler(dialect).feed(list(enumerate(lines, start=first)), final)
+    assert (plain.rows, plain.starts, plain.bad, plain.blank, plain.comments) \
+        == (slow.rows, slow.starts, slow.bad, slow.blank, slow.comments)
+
+
+def test_a_batch_of_plain_lines_takes_the_shortcut_and_one_spanning_lines_does_not():
+    dialect = Dialect(",", '"')
+    assert Assembler(dialect).feed_plain(['a,"b c"\n', "\n", "d,e\n"], 0).rows \
+        == [["a", "b c"], ["d", "e"]]
+    assert Assembler(dialect).feed_plain(['a,"b\n', 'c"\n'], 0) is None
+    assert Assembler(Dialect(",", '"', comment="#")).feed_plain(["a,b # note\n"], 0) is None

@@ -25,7 +25,7 @@ from helpers.ingest.lines import (
     open_binary,
     split_lines,
 )
-from helpers.ingest.records import CLOSED, Assembled, Assembler, line_state
+from helpers.ingest.records import Assembler
 from helpers.ingest.schema import parse_json_int
 from helpers.ingest.sniff import Format
 
@@ -214,8 +214,8 @@ def _csv_chunk(assembler: Assembler, first: int, texts: Lines, fmt: Format,
     if preamble:  # blank lines, comments and notes before the header: never records
         texts, first = Lines(texts[len(preamble):], texts.long), first + len(preamble)
     out = None
-    if not assembler.pending and not final and texts:
-        out = _fast_records(assembler, texts, first, fmt)
+    if not final and not texts.long:
+        out = assembler.feed_plain(texts, first)
     if out is None:
         out = assembler.feed(list(enumerate(texts, start=first)), final)
     rows, starts = out.rows, out.starts
@@ -230,30 +230,6 @@ def _csv_chunk(assembler: Assembler, first: int, texts: Lines, fmt: Format,
     return Chunk(rows, starts[0] if starts else first + 1, starts,
                  resume if resume is not None else batch_end, batch_end, out.bad,
                  out.blank, out.comments, fallbacks)
-
-
-def _fast_records(assembler: Assembler, texts: Lines, first: int,
-                  fmt: Format) -> Assembled | None:
-    """Every line one record, parsed by one csv call; None when the assembler must decide."""
-    if texts.long:
-        return None
-    comment = fmt.comment
-    if comment and any(comment in t for t in texts):
-        return None
-    try:
-        rows = list(assembler.dialect.reader(texts))
-    except Exception:  # noqa: BLE001 - whatever the csv module objects to, the slow path judges
-        return None
-    last = texts[-1]
-    if len(rows) != len(texts) or line_state(last, CLOSED, assembler.dialect) != CLOSED:
-        return None
-    starts = list(range(first + 1, first + 1 + len(rows)))
-    blank = 0
-    if [] in rows:
-        keep = [i for i, row in enumerate(rows) if row]
-        blank = len(rows) - len(keep)
-        rows, starts = [rows[i] for i in keep], [starts[i] for i in keep]
-    return Assembled(rows, starts, [], blank, 0)
 
 
 def read_jsonl(path: Path, fmt: Format, chunk_rows: int, skip: int = 0,

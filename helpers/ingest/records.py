@@ -168,6 +168,28 @@ class Assembler:
         out.rows = self._parse(complete, out)
         return out
 
+    def feed_plain(self, texts: list[str], first: int) -> Assembled | None:
+        """What `feed` gives for `texts` (lines `first`, `first` + 1, ...; no record open
+        before them), when every line is one record, parsed by one csv call; None when a
+        record may span lines or a line needs the assembler's judgment (a comment, a bad
+        quote). Blank lines are counted, as `feed` counts them."""
+        comment = self.dialect.comment
+        if self.pending or not texts or (comment and any(comment in t for t in texts)):
+            return None
+        try:
+            rows = list(self.dialect.reader(texts))
+        except Exception:  # noqa: BLE001 - whatever the csv module objects to, `feed` judges
+            return None
+        if len(rows) != len(texts) or line_state(texts[-1], CLOSED, self.dialect) != CLOSED:
+            return None
+        starts = list(range(first + 1, first + 1 + len(rows)))
+        blank = 0
+        if [] in rows:
+            keep = [i for i, row in enumerate(rows) if row]
+            blank = len(rows) - len(keep)
+            rows, starts = [rows[i] for i in keep], [starts[i] for i in keep]
+        return Assembled(rows, starts, [], blank, 0)
+
     def _start(self, index: int, line: str | TooLong, out: Assembled,
                complete: list[list[str]]) -> None:
         if isinstance(line, TooLong):

@@ -214,7 +214,7 @@ def _sniff_delimited(lines: list[str], complete: bool, common: dict) -> Format:
     best = _best_dialect(content, complete)
     if best is None:
         dialect = Dialect(SINGLE_COLUMN, '"', None, None)
-        result = Assembler(dialect).feed(content, final=complete)
+        result = _read_sample(dialect, content, complete)
         if not result.rows:
             return Format("unknown", note="no records found in the sample", **common)
     else:
@@ -261,7 +261,7 @@ def _best_dialect(content: list[tuple[int, str]], complete: bool):
                 continue
             readings = []
             for dialect in _quotings(sample, delimiter, comment):
-                result = Assembler(dialect).feed(content, final=complete)
+                result = _read_sample(dialect, content, complete)
                 agreement = _agreement(result)
                 if agreement is not None:
                     share, not_many_bad, width, fewer_bad = agreement
@@ -273,6 +273,14 @@ def _best_dialect(content: list[tuple[int, str]], complete: bool):
             if best_rank is None or rank > best_rank:
                 best, best_rank = (dialect, result), rank
     return best
+
+
+def _read_sample(dialect: Dialect, content: list[tuple[int, str]], complete: bool):
+    """The sample's records as the reader assembles them under `dialect`: by one csv call when
+    every line is one record (each candidate dialect reads the whole sample)."""
+    assembler = Assembler(dialect)
+    plain = assembler.feed_plain([line for _, line in content], 0) if content else None
+    return plain if plain is not None else assembler.feed(content, final=complete)
 
 
 def _quotings(sample: str, delimiter: str, comment: str | None) -> list[Dialect]:
