@@ -130,7 +130,7 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
                    help="exit with status 1 when more than N records were rejected (for "
                         "pipelines that must stop on bad data); the outputs are still written")
     p.add_argument("--engine", choices=["local", "spark"], default="local",
-                   help="local processes, or Apache Spark (needs the spark extra)")
+                   help="this process and its threads, or Apache Spark (needs the spark extra)")
     p.add_argument("--split-mb", type=positive, default=128,
                    help="with --engine spark: uncompressed CSV and JSON Lines files larger than "
                         "this are read by several tasks")

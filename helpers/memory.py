@@ -1,11 +1,12 @@
 """Peak memory of a whole process tree: one sampler for the notebooks, the tests and the benchmarks.
 
-`%memit` measures the process it runs in, and the ingestion runs its datasets in worker
-processes. `TreeMemory` samples a process and all its descendants in a background thread: each
-process's peak resident memory (for workers on Linux also the kernel's own high-water mark, which
-no sample can miss), the largest sum of RSS over the tree at one moment, and optionally the
-largest sum of PSS (shared pages divided among their sharers). The sums are sampled, so a spike
-shorter than the interval can escape them.
+`%memit` measures the process it runs in, and what is measured often starts others (the CLI
+run as a child, Spark's JVM and its Python workers, a benchmark's peer). `TreeMemory` samples a
+process and all its descendants in a background thread: each process's peak resident memory (for
+workers on Linux also the kernel's own high-water mark, which no sample can miss), the largest
+sum of RSS over the tree at one moment, and optionally the largest sum of PSS (shared pages
+divided among their sharers). The sums are sampled, so a spike shorter than the interval can
+escape them.
 
 Summed RSS counts the pages processes share (the interpreter, libraries) once per process, so it
 errs high, never low; PSS does not. A fork of the root that has not exec'd (memory_profiler's

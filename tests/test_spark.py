@@ -12,6 +12,8 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -205,6 +207,32 @@ def test_cli_engine_spark_prints_the_summary_table(spark, drift_and_damage_raw, 
     assert out.splitlines()[0].split()[:3] == ["dataset", "files", "read"]
     assert out.splitlines()[1].split()[:3] == ["events", "5", "9"]
     assert orjson.loads((tmp_path / "_manifest.json").read_bytes())["events"]["engine"] == "spark"
+
+
+def test_under_spark_submit_the_command_runs_on_its_master(edge_runs, drift_and_damage_raw,
+                                                          tmp_path):
+    """README's cluster recipe on a local master: spark-submit runs our `__main__.py`, which,
+    given no --master of its own, runs on spark-submit's and writes what the local engine
+    writes."""
+    local, _, local_out, _ = edge_runs
+    import pyspark
+
+    home = Path(pyspark.__file__).parent  # pip's pyspark is a whole Spark installation
+    main_py = Path(__file__).parents[1] / "helpers" / "__main__.py"
+    done = subprocess.run(
+        ["bash", str(home / "bin" / "spark-submit"), "--master", "local[1]",
+         "--conf", f"spark.pyspark.python={sys.executable}", "--conf", "spark.ui.enabled=false",
+         str(main_py), "ingest", "--engine", "spark", "--raw", str(drift_and_damage_raw),
+         "--out", str(tmp_path), "--dataset", "events", "--chunk-rows",
+         str(SMALL_CHUNKS.chunk_rows), "--no-progress"],
+        env=os.environ | {"SPARK_HOME": str(home), "PYSPARK_PYTHON": sys.executable,
+                          "PYSPARK_DRIVER_PYTHON": sys.executable},
+        capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    entry = orjson.loads((tmp_path / "_manifest.json").read_bytes())["events"]
+    assert entry["engine"] == "spark" and entry["spark_master"] == "local[1]"
+    assert spark_lines(tmp_path / "events") == local_lines(local_out / "events.json.gz")
+    assert entry["rows_rejected"] == local["events"]["rows_rejected"]
 
 
 def test_a_session_on_another_master_is_refused_while_one_runs(spark):
