@@ -46,6 +46,10 @@ ODD_ESCAPES = "|".join([r'\\\\":', r'\\u[0-9a-fA-F]{4}(?:[^"\\]|\\.)*":', r"\\u[
 # array's object, anything but its closing brace, strings taken whole (a brace may be in one).
 SAME_LINE, SAME_OBJECT = r"[^\n]*", r'(?:[^}"]|"(?:[^"\\]|\\.)*")*'
 BOOLEAN = r'":[ \t\r\n]*(?:true|false)'  # a key's value that is a JSON boolean
+# A key with white space before its colon, which the counts of `":` do not see (a key written
+# twice that way balances them); looked for only where a quote is followed by white space.
+SPACED_KEY = r'"[ \t\r\n]+:'
+QUOTE_SPACES = (b'" ', b'"\t', b'"\r', b'"\n')
 NULL_SEARCH_BYTES = 1 << 16  # how far into a block an explicit null is looked for, holding the GIL
 # A \r that ends no line: Polars reads \r\n as \n, as the normalizer does, and a lone \r as the
 # normalizer does not (a line break to it, even inside quotes; part of the value to Polars).
@@ -417,9 +421,12 @@ def _json_out(block: bytes, frame: Any, spec: JsonSpec,
         return None
     frame = frame.rename(mapping)
     auto = {c.name for c in spec.columns if c.kind == AUTO}
+    # Polars types a column by its first 100 records and reads a later 2.5 or 1e3 into an
+    # integer column as 2 or 1000, silently; a later 7 into a float column as 7.0.
+    ints = [raw for raw, name in mapping.items() if frame.schema[name] == _pl().Int64]
     floats = [raw for raw, name in mapping.items()
               if name in auto and frame.schema[name] == _pl().Float64]
-    if floats and _integer_written(block, floats):
+    if (ints or floats) and _written_otherwise(block, ints, floats):
         return None
     looks = _strings_look(frame, spec.columns)
     query = _json_query(spec.columns, tuple(frame.schema.items()), looks) \
@@ -429,14 +436,20 @@ def _json_out(block: bytes, frame: Any, spec: JsonSpec,
     return _encode(frame, *query)
 
 
-def _integer_written(block: bytes, keys: list[str]) -> bool:
-    """Whether any of `keys` has an integer written as its value (digits up to the next comma
-    or brace): Polars reads 1 beside 1.5 as 1.0, the normalizer keeps it 1. A key can only be
-    matched where it is one: inside a string its quotes would be escaped."""
+def _written_otherwise(block: bytes, ints: list[str], floats: list[str]) -> bool:
+    """Whether any key Polars read as integers (`ints`) has a number with a fraction or an
+    exponent written as its value (Polars truncates it; the normalizer keeps 2.5 in a number
+    column and rejects it in an integer one), or any of the undeclared `floats` an integer
+    (Polars reads 1 beside 1.5 as 1.0, the normalizer keeps it 1): one search for both. A key
+    can only be matched where it is one: inside a string its quotes would be escaped."""
     pl = _pl()
-    pattern = ('"(?:' + "|".join(map(pl.escape_regex, keys))
-               + r')":[ \t\r\n]*-?[0-9]+[ \t\r\n]*[,}]')
-    return bool(_text(block).str.contains(pattern).item())
+
+    def keys(names: list[str]) -> str:
+        return '"(?:' + "|".join(map(pl.escape_regex, names)) + r')":[ \t\r\n]*-?[0-9]+'
+
+    patterns = ([keys(ints) + "[.eE]"] if ints else []) \
+        + ([keys(floats) + r"[ \t\r\n]*[,}]"] if floats else [])
+    return bool(_text(block).str.contains("|".join(patterns)).item())
 
 
 def _strings_look(frame: Any, columns: tuple[Column, ...]) -> tuple[tuple[str, str], ...] | None:
@@ -529,7 +542,9 @@ def _read_faithfully(block: bytes, frame: Any, lines_are_records: bool) -> bool:
     searched for a key written twice in one record (on one line, or in one object). So does a
     block where a backslash is itself escaped before `":`, where a key is written with \\u
     escapes (not seen as written here), and where a surrogate is escaped (a lone one reads
-    differently in Python and Polars)."""
+    differently in Python and Polars). A key with white space before its colon (`"k" :`) is not
+    counted either, and one written twice that way would balance the counts: where a quote is
+    followed by white space, the block is searched for such a key (`SPACED_KEY`)."""
     pl = _pl()
     escapes = b"\\" in block
     at = block.find(b'":')
@@ -542,7 +557,8 @@ def _read_faithfully(block: bytes, frame: Any, lines_are_records: bool) -> bool:
     text = _text(block).to_frame()
     keys = tuple(frame.columns)
     twice = block.find(style + b"null", 0, NULL_SEARCH_BYTES) >= 0
-    checks = _faithfulness_checks(style, escapes, crs, lines_are_records)
+    spaced = any(pair in block for pair in QUOTE_SPACES)
+    checks = _faithfulness_checks(style, escapes, crs, lines_are_records, spaced)
     found = text.select(_twice_checks(lines_are_records, keys) + checks if twice else checks) \
         .row(0, named=True)
     if found["nulls"] and not twice:
@@ -566,10 +582,12 @@ def _read_faithfully(block: bytes, frame: Any, lines_are_records: bool) -> bool:
 
 
 @functools.lru_cache(maxsize=256)
-def _faithfulness_checks(style: bytes, escapes: bool, crs: bool, on_lines: bool) -> list[Any]:
+def _faithfulness_checks(style: bytes, escapes: bool, crs: bool, on_lines: bool,
+                         spaced: bool = False) -> list[Any]:
     """`_read_faithfully`'s counts and searches over a block, made once per kind of block.
     `escapes`: the counts leave out matches right after a backslash; `crs`: search for a \\r
-    that ends no line; `on_lines`: count where lines meet. Counted as regular expressions:
+    that ends no line; `on_lines`: count where lines meet; `spaced`: search for a key with
+    white space before its colon (`SPACED_KEY`). Counted as regular expressions:
     Polars' literal count took longer (3x for a pattern seldom found)."""
     pl = _pl()
     text = pl.col("b").str
@@ -584,7 +602,8 @@ def _faithfulness_checks(style: bytes, escapes: bool, crs: bool, on_lines: bool)
               count(style + b'"').alias("strings"), text.contains("true|false").alias("flags")]
     if on_lines:  # where a line ending in } meets one starting with {
         checks.append(text.count_matches(r"\}\r?\n\{").alias("boundaries"))
-    odd = ([ODD_ESCAPES] if escapes else []) + ([LONE_CR] if crs else [])
+    odd = ([ODD_ESCAPES] if escapes else []) + ([LONE_CR] if crs else []) \
+        + ([SPACED_KEY] if spaced else [])
     if odd:
         checks.append(text.contains("|".join(odd)).alias("odd"))
     return checks
@@ -618,7 +637,7 @@ def _twice_checks(on_lines: bool, keys: tuple[str, ...]) -> list[Any]:
 def _auto_json(value: Any, dtype: Any, kind: str | None, checks: list[Any]) -> Any:
     """An undeclared column's output as the normalizer types each JSON value (`schema._auto`):
     integers, booleans, floats and nulls as they are (a column of floats holding no integer
-    as written: `_integer_written`); strings by the kind they all have (`kind`), "" as null.
+    as written: `_written_otherwise`); strings by the kind they all have (`kind`), "" as null.
     None for any other type."""
     pl = _pl()
     if dtype in (pl.Int64, pl.Boolean, pl.Null, pl.Float64):
