@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
+import json
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers.ingest import readers
 from helpers.ingest.lines import DamagedInput
 from helpers.ingest.readers import Limits, read_chunks
 from helpers.ingest.records import Assembler, Dialect, parse_lenient
+from helpers.ingest.schema import parse_json_int
 from helpers.ingest.sniff import sniff
 
 DEFAULT = Limits()
@@ -177,3 +182,45 @@ def test_a_batch_of_plain_lines_takes_the_shortcut_and_one_spanning_lines_does_n
         == [["a", "b c"], ["d", "e"]]
     assert Assembler(dialect).feed_plain(['a,"b\n', 'c"\n'], 0) is None
     assert Assembler(Dialect(",", '"', comment="#")).feed_plain(["a,b # note\n"], 0) is None
+
+
+# Items as hand-edited or buggy writers leave them; each keeps its quotes paired and its brackets
+# balanced, so that its end can be found without reading it as JSON.
+BAD_ITEMS = ['{"a": 1,}', "{'a': 'single'}", '{"a": "say "hi" twice"}', '{"a": NaN}',
+             '{"a": "raw\nbreak"}', '{"a": [1, 2,]}', '{"a": tru}', "nul", '{"a": "x\\"}", }']
+GOOD_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**20, 10**20) | st.text(max_size=6)
+    | st.sampled_from(["}", "]", ",", '"', "\\", "{[", "\n"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner,
+                                                                  max_size=3), max_leaves=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), GOOD_VALUES.map(lambda v: {"v": v}),
+                          st.sampled_from(BAD_ITEMS)), min_size=1, max_size=8),
+       st.sampled_from([", ", ",\n  ", ","]), st.sampled_from([3, 16, 1 << 20]),
+       st.sampled_from([40, 1 << 20]))
+def test_a_bad_array_item_costs_itself_only(items, separator, block_chars, limit):
+    """Every item comes out once, in order, on its line: decoded when it is JSON within the
+    limit, an ArrayError otherwise; whatever the reads cut, and however long an item is."""
+    texts = [bad if is_bad else json.dumps(good) for is_bad, good, bad in items]
+    text = "[\n  " + separator.join(texts) + "\n]\n"
+    with mock.patch.object(readers, "BLOCK_CHARS", block_chars):
+        got = list(readers._array_items(io.StringIO(text), limit))
+    assert len(got) == len(items)
+    offset = text.index(texts[0])
+    for (line, value), item_text in zip(got, texts):
+        at = text.index(item_text, offset)
+        assert line == text.count("\n", 0, at) + 1
+        offset = at + len(item_text)
+        try:  # NaN and Infinity are not JSON, though Python's json reads them
+            want = json.loads(item_text, parse_int=parse_json_int,
+                              parse_constant=lambda name: 1 / 0)
+        except (ValueError, ZeroDivisionError):
+            want = None
+        if want is None or len(item_text) > limit:
+            assert isinstance(value, readers.ArrayError), (item_text, value)
+            if want is not None:  # JSON, only too long: said so, with its length
+                assert f"{len(item_text):,} characters long" in value.reason
+        else:
+            assert value == want

@@ -680,6 +680,10 @@ def native_work(fmt: Format, normalizer: Normalizer, options: Options,
         if block.first < first_record:
             return None
         fallbacks = 0
+        if fmt.kind == "json_array" \
+                and native.longest_item(block.data, options.max_record_bytes) \
+                > options.max_record_bytes:
+            return None  # the normalizer rejects an item over the limit
         if fmt.kind != "csv":
             known = tuple(native.Column(c.name, c.kind, c.nullable)
                           for c in normalizer.schema.columns[:width])

@@ -219,6 +219,17 @@ def _array_lines(block: bytes, n: int, spec: JsonSpec) -> Encoded | None:
     return _json_out(block, frame, spec, lines_are_records=False)
 
 
+def longest_item(block: bytes, limit: int) -> int:
+    """The length in bytes of the longest item of an array block, once the block is longer than
+    `limit` (0 before: none can be longer)."""
+    if len(block) <= limit:
+        return 0
+    longest, start = 0, 0
+    for boundary in ITEM_BOUNDARY.finditer(block):
+        longest, start = max(longest, boundary.start() + 1 - start), boundary.end() - 1
+    return max(longest, len(block) - start)
+
+
 def _blank_line(block: bytes) -> bool:
     """Whether the block starts with an empty line or holds one."""
     return block.startswith((b"\n", b"\r\n")) or b"\n\n" in block or b"\n\r\n" in block

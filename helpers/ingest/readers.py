@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -302,7 +303,9 @@ def _array_items(f: IO[str], max_chars: int, stream: bool = False) -> Iterator[t
     The standard library's scanner decodes one value from a buffer; when the value runs past the
     buffer's end we read more and try again, so memory stays at one item plus one block. NaN and
     Infinity are not JSON: an item holding them is handed on as an ArrayError, as orjson does
-    for JSON Lines.
+    for JSON Lines. So is an item longer than `max_chars`, and one that is not JSON (a trailing
+    comma, single quotes, a quote left unescaped): its end is found by its brackets and strings
+    alone (`_item_end`) and reading goes on after it, so that a bad item costs itself only.
     """
     constants: list[str] = []
 
@@ -315,8 +318,14 @@ def _array_items(f: IO[str], max_chars: int, stream: bool = False) -> Iterator[t
     buf, pos, line = f.read(BLOCK_CHARS).lstrip("\ufeff"), 0, 1
     eof = False
 
+    def read_more() -> None:
+        nonlocal buf, pos, eof
+        more = f.read(BLOCK_CHARS)
+        eof = not more
+        buf, pos = buf[pos:] + more, 0
+
     def next_token() -> str:
-        nonlocal buf, pos, line, eof
+        nonlocal pos, line
         while True:
             while pos < len(buf) and buf[pos] in " \t\r\n":
                 if buf[pos] == "\n":
@@ -324,9 +333,7 @@ def _array_items(f: IO[str], max_chars: int, stream: bool = False) -> Iterator[t
                 pos += 1
             if pos < len(buf) or eof:
                 return buf[pos] if pos < len(buf) else ""
-            more = f.read(BLOCK_CHARS)
-            eof = not more
-            buf, pos = buf[pos:] + more, 0
+            read_more()
 
     if not stream:
         if next_token() != "[":
@@ -346,27 +353,84 @@ def _array_items(f: IO[str], max_chars: int, stream: bool = False) -> Iterator[t
             pos += 1
             next_token()
         first = False
+        error = None
         while True:
             try:
                 item, end = decoder.raw_decode(buf, pos)
                 break
             except json.JSONDecodeError as exc:
                 if eof or len(buf) - pos > max_chars:
-                    why = "is not complete at the end of the file" if eof else \
-                        f"runs past {max_chars:,} characters"
-                    yield line, ArrayError(f"malformed JSON ({exc.msg}): the item {why}; the "
-                                           "rest of the file cannot be read", buf[pos:pos + 200])
-                    return
-                more = f.read(BLOCK_CHARS)
-                eof = not more
-                buf, pos = buf[pos:] + more, 0
+                    error = exc
+                    break
+                read_more()
+        if error is not None:
+            constants.clear()
+            raw = buf[pos:pos + 200]
+            found = _item_end(buf, pos, f)
+            if found is None:  # (`FileSource` reads a block cut inside a string by this)
+                yield line, ArrayError(f"malformed JSON ({error.msg}): the item is not complete "
+                                       "at the end of the file; the rest of the file cannot be "
+                                       "read", raw)
+                return
+            buf, pos, size, newlines = found
+            yield line, ArrayError(_too_long(size, max_chars) if size > max_chars
+                                   else f"malformed JSON ({error.msg})", raw)
+            line += newlines
+            continue
         if constants:
             yield line, ArrayError(f"invalid JSON: {constants[0]} is not a JSON value",
                                    buf[pos:end][:200])
             constants.clear()
+        elif end - pos > max_chars:
+            yield line, ArrayError(_too_long(end - pos, max_chars), buf[pos:pos + 200])
         else:
             yield line, item
         line += buf.count("\n", pos, end)
         pos = end
         if pos > BLOCK_CHARS:
             buf, pos = buf[pos:], 0
+
+
+def _too_long(size: int, limit: int) -> str:
+    return f"the item is {size:,} characters long, over the limit of {limit:,}"
+
+
+# Outside strings: what opens or closes a value, starts a string, or separates items; inside a
+# string: an escape (with what it escapes) or the closing quote.
+_STRUCTURE = re.compile(r'["{}\[\],]')
+_IN_STRING = re.compile(r'\\.|"', re.DOTALL)
+
+
+def _item_end(buf: str, pos: int, f: IO[str]) -> tuple[str, int, int, int] | None:
+    """Where the item that starts at buf[pos] ends, found by its brackets and strings alone (it
+    need not be JSON), reading on from `f` as needed and keeping only what is not scanned yet:
+    (the buffer, the offset just past the item in it, the item's length in characters, the line
+    breaks in it); None when the file ends first. An item that is no object or array ends
+    before the next `,` or closing bracket outside brackets."""
+    depth, at, in_string, size, newlines = 0, pos, False, 0, 0
+    while True:
+        found = (_IN_STRING if in_string else _STRUCTURE).search(buf, at)
+        if found is None:
+            # All scanned: read on, keeping a last backslash whose escaped character is to come.
+            keep = len(buf) - 1 if in_string and at < len(buf) and buf.endswith("\\") \
+                else len(buf)
+            size, newlines = size + keep - pos, newlines + buf.count("\n", pos, keep)
+            more = f.read(BLOCK_CHARS)
+            if not more:
+                return None
+            buf, pos, at = buf[keep:] + more, 0, 0
+            continue
+        mark, at = found.group(), found.end()
+        if in_string:
+            in_string = mark != '"'
+        elif mark == '"':
+            in_string = True
+        elif mark in "{[":
+            depth += 1
+        elif depth == 0:  # no object or array: it ends where the array goes on (or ends)
+            end = found.start()
+            return buf, end, size + end - pos, newlines + buf.count("\n", pos, end)
+        elif mark != ",":
+            depth -= 1
+            if depth == 0:
+                return buf, at, size + at - pos, newlines + buf.count("\n", pos, at)
