@@ -104,3 +104,19 @@ def test_a_utf8_sample_cut_inside_a_character_stays_utf8(tmp_path):
     path.write_bytes(body)
     fmt = sniff(path)
     assert (fmt.encoding, fmt.delimiter) == ("utf-8", ",")
+
+
+@pytest.mark.parametrize("body, header, skip", [
+    # Every data line ends with a delimiter the header lacks: the header, an empty last column.
+    (b"id;name\n1;a;\n2;b;\n3;c;\n", ["id", "name", ""], 0),
+    # A title one field short of the records, whose last fields are not all empty: a preamble.
+    (b"Quarterly sales;by region\nid;name;note\n1;a;x\n2;b;\n3;c;y\n", ["id", "name", "note"], 1),
+    # Data lines ending empty, but the short line is not names: a preamble still.
+    (b"2024;12\nid;name;\n1;a;\n2;b;\n", ["id", "name", ""], 1),
+])
+def test_a_header_one_field_short_of_trailing_delimiters_is_the_header(tmp_path, body, header,
+                                                                         skip):
+    path = tmp_path / "export.csv"
+    path.write_bytes(body)
+    fmt = sniff(path)
+    assert (fmt.header, fmt.has_header, fmt.skip_lines) == (header, True, skip)

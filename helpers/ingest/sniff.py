@@ -221,8 +221,14 @@ def _sniff_delimited(lines: list[str], complete: bool, common: dict) -> Format:
         dialect, result = best
     rows, starts = result.rows, result.starts
     skip = _preamble(rows)
+    note = ""
+    if skip and _header_short_of_a_trailing_delimiter(rows[skip - 1], rows[skip:]):
+        skip -= 1
+        rows = [*rows[:skip], rows[skip] + [""], *rows[skip + 1:]]
+        note = "every data line ends with a delimiter the header lacks: an empty last column"
     rows, starts = rows[skip:], starts[skip:]
-    note = f"{starts[0] - 1} lines before the header skipped as preamble" if skip else ""
+    if skip:
+        note = f"{starts[0] - 1} lines before the header skipped as preamble"
     has_header = _first_row_is_header(rows)
     if has_header:
         header = rows[0]
@@ -337,6 +343,16 @@ def _preamble(rows: list[list[str]]) -> int:
             agree = sum(1 for r in rest if len(r) == width)
             return skip if skip and len(rest) >= 2 and agree >= 0.9 * len(rest) else 0
     return 0
+
+
+def _header_short_of_a_trailing_delimiter(row: list[str], rest: list[list[str]]) -> bool:
+    """Whether `row`, taken for a preamble, is the header of records that each end with a
+    delimiter (as some exports write every data line): one field short of them, all its
+    values names (text, none empty), and every record of the usual width ending empty."""
+    width = Counter(map(len, rest)).most_common(1)[0][0] if rest else 0
+    usual = [r for r in rest if len(r) == width]
+    return len(row) == width - 1 > 0 and all(r[-1] == "" for r in usual) \
+        and all(v.strip() and _column_type([v]) == "text" for v in row)
 
 
 def _first_row_is_header(rows: list[list[str]]) -> bool:
