@@ -240,11 +240,19 @@ class Assembler:
 
 
 def strip_comment(line: str, dialect: Dialect) -> str:
-    """The line without a comment that starts outside quotes (`1,2 # note`); ending kept."""
+    """The line without a comment that starts outside quotes: the whole line when it starts
+    with the comment character (after blanks), else from one that stands apart, white space
+    before it and after it (`1,2 # note`): in `C# minor`, `#1 hit` or `SKU#4` it is data.
+    The ending is kept."""
     body = line.rstrip("\r\n")
+    mark = dialect.comment or ""
+    if body.lstrip(" \t").startswith(mark):
+        return line[len(body):]
     start = 0
-    while (at := body.find(dialect.comment or "", start)) != -1:
-        if line_state(body[:at], CLOSED, dialect) == CLOSED:
+    while (at := body.find(mark, start)) != -1:
+        after = body[at + len(mark):at + len(mark) + 1]
+        if at and body[at - 1] in " \t" and after in ("", " ", "\t") \
+                and line_state(body[:at], CLOSED, dialect) == CLOSED:
             return body[:at].rstrip(" \t") + line[len(body):]
         start = at + 1
     return line
