@@ -159,7 +159,14 @@ class Assembler:
             self._chars += len(line)
             self._state = line_state(line, self._state, self.dialect)
             if self._state == CLOSED:
-                complete.append([text for _, text in self.pending])  # type: ignore[misc]
+                record = [text for _, text in self.pending]
+                if not self._reads_as_csv(record):
+                    # A quote that opened a value by mistake ("Round Midnight), closed by the
+                    # next quote met, lines later: those lines are records of their own.
+                    self._give_back(queue, out, f"closes only on line {index + 1}, and the lines "
+                                                "between do not read as one record")
+                    continue
+                complete.append(record)  # type: ignore[arg-type]
                 out.starts.append(self.pending[0][0] + 1)
                 self.pending = []
             elif len(self.pending) > self.max_lines or self._chars > self.max_chars:
@@ -211,6 +218,14 @@ class Assembler:
             self.pending = [(index, line)]
             self._state = line_state(line, CLOSED, self.dialect)
             self._chars = len(line)
+
+    def _reads_as_csv(self, record: list[str]) -> bool:
+        """Whether the lines of a record that spans several read as one by the CSV rules."""
+        try:
+            next(self.dialect.reader(record))
+            return True
+        except (csv.Error, StopIteration):
+            return False
 
     def _give_back(self, queue: list, out: Assembled, why: str) -> None:
         """Reject the open record's first line; its other lines are read again as new lines."""
