@@ -120,3 +120,11 @@ def test_a_header_one_field_short_of_trailing_delimiters_is_the_header(tmp_path,
     path.write_bytes(body)
     fmt = sniff(path)
     assert (fmt.header, fmt.has_header, fmt.skip_lines) == (header, True, skip)
+
+
+def test_a_header_ending_with_a_delimiter_its_data_lines_lack_is_the_header(tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_bytes(b"PlaylistId;TrackId;\n1;2\n1;3\n2;4\n")
+    fmt = sniff(path)
+    assert (fmt.header, fmt.has_header, fmt.skip_lines, fmt.delimiter) \
+        == (["PlaylistId", "TrackId"], True, 0, ";")

@@ -222,10 +222,12 @@ def _sniff_delimited(lines: list[str], complete: bool, common: dict) -> Format:
     rows, starts = result.rows, result.starts
     skip = _preamble(rows)
     note = ""
-    if skip and _header_short_of_a_trailing_delimiter(rows[skip - 1], rows[skip:]):
+    header_fixed = _header_beside_trailing_delimiters(rows[skip - 1], rows[skip:]) if skip \
+        else None
+    if header_fixed is not None:
         skip -= 1
-        rows = [*rows[:skip], rows[skip] + [""], *rows[skip + 1:]]
-        note = "every data line ends with a delimiter the header lacks: an empty last column"
+        rows = [*rows[:skip], header_fixed, *rows[skip + 1:]]
+        note = "a delimiter ends the header or every data line, not both"
     rows, starts = rows[skip:], starts[skip:]
     if skip:
         note = f"{starts[0] - 1} lines before the header skipped as preamble"
@@ -345,14 +347,20 @@ def _preamble(rows: list[list[str]]) -> int:
     return 0
 
 
-def _header_short_of_a_trailing_delimiter(row: list[str], rest: list[list[str]]) -> bool:
-    """Whether `row`, taken for a preamble, is the header of records that each end with a
-    delimiter (as some exports write every data line): one field short of them, all its
-    values names (text, none empty), and every record of the usual width ending empty."""
+def _header_beside_trailing_delimiters(row: list[str], rest: list[list[str]]) -> list[str] | None:
+    """`row`, taken for a preamble, as the header of the records after it, when only a trailing
+    delimiter sets them apart (as some exports write it): one field short of records that all
+    end empty (the header gains an empty last name), or one field more than them, its last
+    empty (which goes); its other values names (text, none empty). None otherwise."""
     width = Counter(map(len, rest)).most_common(1)[0][0] if rest else 0
-    usual = [r for r in rest if len(r) == width]
-    return len(row) == width - 1 > 0 and all(r[-1] == "" for r in usual) \
-        and all(v.strip() and _column_type([v]) == "text" for v in row)
+    names = row[:-1] if len(row) == width + 1 and row[-1] == "" else row
+    if not names or not all(v.strip() and _column_type([v]) == "text" for v in names):
+        return None
+    if len(row) == width + 1 and row[-1] == "":
+        return names
+    if len(row) == width - 1 and all(r[-1] == "" for r in rest if len(r) == width):
+        return [*row, ""]
+    return None
 
 
 def _first_row_is_header(rows: list[list[str]]) -> bool:
