@@ -128,3 +128,14 @@ def test_a_header_ending_with_a_delimiter_its_data_lines_lack_is_the_header(tmp_
     fmt = sniff(path)
     assert (fmt.header, fmt.has_header, fmt.skip_lines, fmt.delimiter) \
         == (["PlaylistId", "TrackId"], True, 0, ";")
+
+
+@pytest.mark.parametrize("body, delimiter, header", [
+    (b"sep=;\r\nName;Price\r\nBolt, M8;1,5\r\n", ";", ["Name", "Price"]),
+    (b"SEP=|\nid|name|note\n1|a|b\n", "|", ["id", "name", "note"]),
+])
+def test_excels_sep_line_names_the_delimiter_and_is_skipped(tmp_path, body, delimiter, header):
+    path = tmp_path / "excel.csv"
+    path.write_bytes(body)
+    fmt = sniff(path)
+    assert (fmt.delimiter, fmt.header, fmt.skip_lines, fmt.data_line) == (delimiter, header, 1, 2)

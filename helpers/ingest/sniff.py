@@ -34,6 +34,7 @@ from helpers.ingest.schema import loads_exact, parse_json_int, positional_name
 SAMPLE_BYTES = 64 * 1024
 MAX_FIRST_RECORD = 64 * 1024 * 1024  # how far a JSON Lines file's first line is read to sniff it
 DELIMITERS = (",", ";", "|", "\t")
+EXCEL_SEPARATOR = re.compile(r"sep=([^\r\n])\r?\n?", re.IGNORECASE)
 SINGLE_COLUMN = "\x1f"  # the unit separator: a delimiter that never splits a one-column file
 # Names that are never data, whatever they contain (macOS, Spark, Hadoop and editor droppings).
 NON_DATA_NAMES = re.compile(r"^(\..*|_SUCCESS|_committed_.*|_started_.*|.*~|Thumbs\.db)$")
@@ -210,8 +211,11 @@ def _sniff_json_stream(head: bytes, complete: bool, common: dict) -> Format:
 
 
 def _sniff_delimited(lines: list[str], complete: bool, common: dict) -> Format:
-    content = list(enumerate(lines))
-    best = _best_dialect(content, complete)
+    every_line = content = list(enumerate(lines))
+    excel = EXCEL_SEPARATOR.fullmatch(lines[0]) if lines else None
+    if excel:  # Excel's "sep=;" line names the delimiter and is no record
+        content = content[1:]
+    best = _best_dialect(content, complete, excel.group(1) if excel else None)
     if best is None:
         dialect = Dialect(SINGLE_COLUMN, '"', None, None)
         result = _read_sample(dialect, content, complete)
@@ -234,14 +238,14 @@ def _sniff_delimited(lines: list[str], complete: bool, common: dict) -> Format:
     has_header = _first_row_is_header(rows)
     if has_header:
         header = rows[0]
-        data_line = _line_after(dialect, content, starts[0])
+        data_line = _line_after(dialect, every_line, starts[0])
     else:
         header = [positional_name(i, len(rows[0])) for i in range(len(rows[0]))]
         data_line = starts[0] - 1
     return Format("csv", delimiter=dialect.delimiter, quotechar=dialect.quotechar,
                   escapechar=dialect.escapechar, comment=dialect.comment, header=header,
                   has_header=has_header, data_line=data_line,
-                  skip_lines=starts[0] - 1 if skip else 0,
+                  skip_lines=starts[0] - 1 if skip or excel else 0,
                   note=note, **common)
 
 
@@ -251,8 +255,9 @@ def detect_delimiter(text: str, complete: bool = True) -> str | None:
     return best[0].delimiter if best else None
 
 
-def _best_dialect(content: list[tuple[int, str]], complete: bool):
-    """The dialect (and its reading of the sample) whose records agree best on a field count.
+def _best_dialect(content: list[tuple[int, str]], complete: bool, only: str | None = None):
+    """The dialect (and its reading of the sample) whose records agree best on a field count
+    (with `only`, among those of that delimiter).
 
     Quoting is chosen per delimiter and comment mode, then those compete: a quote character
     cannot win by making more fields, a delimiter can. `#` starts comments only where that
@@ -264,7 +269,7 @@ def _best_dialect(content: list[tuple[int, str]], complete: bool):
         comments.append("#")
     best, best_rank = None, None
     for comment in comments:
-        for delimiter in DELIMITERS:
+        for delimiter in (only,) if only else DELIMITERS:
             if delimiter not in sample:
                 continue
             readings = []
@@ -287,7 +292,8 @@ def _read_sample(dialect: Dialect, content: list[tuple[int, str]], complete: boo
     """The sample's records as the reader assembles them under `dialect`: by one csv call when
     every line is one record (each candidate dialect reads the whole sample)."""
     assembler = Assembler(dialect)
-    plain = assembler.feed_plain([line for _, line in content], 0) if content else None
+    plain = assembler.feed_plain([line for _, line in content], content[0][0]) if content \
+        else None
     return plain if plain is not None else assembler.feed(content, final=complete)
 
 
