@@ -139,3 +139,12 @@ def test_excels_sep_line_names_the_delimiter_and_is_skipped(tmp_path, body, deli
     path.write_bytes(body)
     fmt = sniff(path)
     assert (fmt.delimiter, fmt.header, fmt.skip_lines, fmt.data_line) == (delimiter, header, 1, 2)
+
+
+def test_a_title_stays_a_preamble_above_a_table_with_a_few_ragged_rows(tmp_path):
+    path = tmp_path / "orders.csv"
+    path.write_bytes(b"Invoice lines export\r\n"
+                     b"InvoiceLineId,InvoiceId,CustomerId,TrackId,UnitPrice,Quantity\r\n"
+                     b"1,1,2,2,0.99,1\r\n2,1,2,4,0.99\r\n3,2,4,6,0.99,1\r\n4,2,4,8,0.99,1\r\n")
+    fmt = sniff(path)
+    assert (fmt.header[0], fmt.skip_lines) == ("InvoiceLineId", 1)

@@ -340,7 +340,8 @@ def _preamble(rows: list[list[str]]) -> int:
 
     Exports often open with a few lines of text: records of another width than all that
     follows. At most 20 of them, followed by at least two records (a header and a row) that
-    nearly all share one width.
+    nearly all share one width; or, when they are all narrower than that (a title, notes),
+    that most share (a few ragged rows after a title must not make the title the header).
     """
     if len(rows) < 3:
         return 0
@@ -349,7 +350,9 @@ def _preamble(rows: list[list[str]]) -> int:
         if len(row) == width:
             rest = rows[skip:]
             agree = sum(1 for r in rest if len(r) == width)
-            return skip if skip and len(rest) >= 2 and agree >= 0.9 * len(rest) else 0
+            narrower = all(len(r) < width for r in rows[:skip])
+            agreed = agree >= 0.9 * len(rest) or narrower and agree > 0.5 * len(rest)
+            return skip if skip and len(rest) >= 2 and agreed else 0
     return 0
 
 
