@@ -13,6 +13,7 @@ where it began, and reading resumes on the line after that one.
 from __future__ import annotations
 
 import csv
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,11 +47,22 @@ class Dialect:
         return options
 
     def reader(self, lines: Any) -> Any:
+        if self.escapechar == "\\":  # MySQL's and PostgreSQL's dumps write NULL as \N
+            null = _null_mark(self.delimiter)
+            lines = (null.sub("", line) if "\\N" in line else line for line in lines)
         return csv.reader(lines, **self.reader_options())
 
     @property
     def specials(self) -> str:
         return (self.quotechar or "") + (self.escapechar or "")
+
+
+@functools.lru_cache(maxsize=16)
+def _null_mark(delimiter: str) -> re.Pattern[str]:
+    """A whole unquoted field \\N: escaping an N means nothing, so a file that escapes with a
+    backslash means NULL by it (an empty field, which is null)."""
+    d = re.escape(delimiter)
+    return re.compile(rf"(?:(?<=^)|(?<={d}))\\N(?={d}|\r?\n|$)")
 
 
 def line_state(line: str, state: int, dialect: Dialect) -> int:
