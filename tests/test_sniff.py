@@ -148,3 +148,13 @@ def test_a_title_stays_a_preamble_above_a_table_with_a_few_ragged_rows(tmp_path)
                      b"1,1,2,2,0.99,1\r\n2,1,2,4,0.99\r\n3,2,4,6,0.99,1\r\n4,2,4,8,0.99,1\r\n")
     fmt = sniff(path)
     assert (fmt.header[0], fmt.skip_lines) == ("InvoiceLineId", 1)
+
+
+@pytest.mark.parametrize("body, kind", [
+    (b"id,name\n1,a\n2,b\n" + b"\x00" * 20, "csv"),  # a small file padded with NULs
+    (b"\x00" * 40, "unknown"),  # nothing but NULs: binary
+])
+def test_nul_padding_after_the_last_line_does_not_make_a_file_binary(tmp_path, body, kind):
+    path = tmp_path / "padded.csv"
+    path.write_bytes(body)
+    assert sniff(path).kind == kind

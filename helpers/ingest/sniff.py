@@ -106,9 +106,12 @@ def _sniff(path: Path) -> Format:
     complete = len(head) < SAMPLE_BYTES
     if not head.removeprefix(b"\xef\xbb\xbf").strip(b" \t\r\n"):
         return Format("empty", compression, note="no records")
-    if len(CONTROL_BYTES.findall(head)) > BINARY_SHARE * len(head):
+    # NUL bytes after the last line (a preallocated file, a writer that died) do not make a
+    # small text file binary: its records are read, the padding rejected as one more.
+    body = head.rstrip(b"\x00") if complete else head
+    if not body or len(CONTROL_BYTES.findall(body)) > BINARY_SHARE * len(body):
         return Format("unknown", compression, note="binary content")
-    return _sniff_sample(path, head.removeprefix(b"\xef\xbb\xbf"), complete, compression,
+    return _sniff_sample(path, body.removeprefix(b"\xef\xbb\xbf"), complete, compression,
                          encoding or "utf-8")
 
 
