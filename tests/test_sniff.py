@@ -158,3 +158,9 @@ def test_nul_padding_after_the_last_line_does_not_make_a_file_binary(tmp_path, b
     path = tmp_path / "padded.csv"
     path.write_bytes(body)
     assert sniff(path).kind == kind
+
+
+def test_decimal_commas_do_not_make_a_headerless_semicolon_file_comma_separated(tmp_path):
+    path = tmp_path / "measures.csv"
+    path.write_bytes(b"1;1,5;2,5\n2;3,25;4,0\n3;0,5;1,75\n")
+    assert sniff(path).delimiter == ";"

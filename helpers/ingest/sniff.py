@@ -34,6 +34,7 @@ from helpers.ingest.schema import loads_exact, parse_json_int, positional_name
 SAMPLE_BYTES = 64 * 1024
 MAX_FIRST_RECORD = 64 * 1024 * 1024  # how far a JSON Lines file's first line is read to sniff it
 DELIMITERS = (",", ";", "|", "\t")
+DECIMAL_COMMA = re.compile(r"\s*[+-]?[0-9]+,[0-9]+\s*")
 EXCEL_SEPARATOR = re.compile(r"sep=([^\r\n])\r?\n?", re.IGNORECASE)
 SINGLE_COLUMN = "\x1f"  # the unit separator: a delimiter that never splits a one-column file
 # Names that are never data, whatever they contain (macOS, Spark, Hadoop and editor droppings).
@@ -286,9 +287,19 @@ def _best_dialect(content: list[tuple[int, str]], complete: bool, only: str | No
             if not readings:
                 continue
             _, rank, dialect, result = max(readings, key=lambda r: r[0])
-            if best_rank is None or rank > best_rank:
+            if best_rank is None or rank > best_rank or rank == best_rank \
+                    and _typed_share(result.rows) > _typed_share(best[1].rows):
                 best, best_rank = (dialect, result), rank
     return best
+
+
+def _typed_share(rows: list[list[str]]) -> float:
+    """The share of the first rows' values that look like numbers (a decimal comma too) or
+    dates: between two delimiters that agree as well, the one that splits values apart, not
+    numbers in two (`1;2,5` is 1 and 2,5, not `1;2` and 5)."""
+    values = [v for row in rows[:200] for v in row if v.strip()]
+    typed = sum(1 for v in values if DECIMAL_COMMA.fullmatch(v) or _column_type([v]) != "text")
+    return typed / len(values) if values else 0.0
 
 
 def _read_sample(dialect: Dialect, content: list[tuple[int, str]], complete: bool):
