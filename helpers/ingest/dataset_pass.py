@@ -656,7 +656,8 @@ def native_work(fmt: Format, normalizer: Normalizer, options: Options,
         if header.error is not None or fmt.escapechar is not None:
             return None
         spec: Any = native.CsvSpec(fmt.delimiter or ",", fmt.quotechar, len(fmt.header),
-                                   columns, tuple(normalizer._sources()), fmt.comment)
+                                   columns, tuple(normalizer._sources()), fmt.comment,
+                                   tuple(fmt.header) if fmt.has_header else ())
         encode: Any = native.csv_lines
     elif fmt.kind == "jsonl":
         encode = native.jsonl_lines

@@ -174,6 +174,7 @@ class CsvSpec:
     columns: tuple[Column, ...]
     sources: tuple[int | None, ...]  # per output column, the field that feeds it
     comment: str | None = None  # lines starting with it are comments, not records
+    header: tuple[str, ...] = ()  # the header's fields: a record equal to them is rejected
 
 
 @dataclass(frozen=True)
@@ -307,6 +308,9 @@ def _csv_query(spec: CsvSpec) -> tuple[list[str], list[Any], list[Any]] | None:
     # Short records are found before the read (`_records_whole`): Polars 2 reads a field left
     # out as "". Should a null come out of the read all the same, the normalizer decides.
     checks, exprs = [pl.sum_horizontal(pl.all().null_count()) == 0], []
+    if spec.header:  # the normalizer rejects the header line met again
+        checks.append(~pl.all_horizontal([pl.col(name) == field for name, field
+                                          in zip(names, spec.header)]).any())
     for column, source in zip(spec.columns, spec.sources):
         if source is None:
             if not column.nullable:

@@ -68,6 +68,8 @@ class Normalizer:
         self.schema, self.fmt, self.file, self.fast = schema, fmt, file_name, fast
         self.width = len(fmt.header)
         self.header = map_header(fmt.header, schema) if fmt.kind == "csv" else None
+        # The header line met again among the records (exports joined end to end) is no record.
+        self.header_fields = list(fmt.header) if fmt.kind == "csv" and fmt.has_header else None
         self._key_headers: dict[tuple, Header] = {}
         self._prefix_count = -1
 
@@ -100,7 +102,8 @@ class Normalizer:
     def csv_chunk(self, chunk: Chunk) -> Result:
         rows = chunk.records
         if (self.fast and self.header.error is None
-                and min(map(len, rows)) == max(map(len, rows)) == self.width):
+                and min(map(len, rows)) == max(map(len, rows)) == self.width
+                and (self.header_fields is None or self.header_fields not in rows)):
             try:
                 fast = self._csv_fast(rows)
             except Exception:  # noqa: BLE001 - the slow path judges what the fast one could not
@@ -129,6 +132,9 @@ class Normalizer:
             try:
                 if self.header.error is not None:
                     raise CastError(self.header.error)
+                if row == self.header_fields:
+                    raise CastError("the header line again, among the records (files joined "
+                                    "end to end?)")
                 if len(row) != self.width:
                     many = "many" if len(row) > self.width else "few"
                     raise CastError(f"too {many} fields: {len(row)} where the header has "
