@@ -109,7 +109,7 @@ class FileSource:
     """One file's units and, for any of them, the row-by-row chunks; see the module's doc."""
 
     def __init__(self, path: Path, fmt: Format, chunk_rows: int, block: int, skip: int,
-                 limits: Limits) -> None:
+                 limits: Limits, rows_from: int | None = None) -> None:
         self.path, self.fmt, self.chunk_rows, self.block = path, fmt, chunk_rows, block
         self.skip, self.limits = skip, limits
         self.feed = CsvFeed(fmt, limits, skip) if fmt.kind == "csv" else None
@@ -117,6 +117,10 @@ class FileSource:
         self.damage: Damage | None = None
         self.exhausted = False  # the row-by-row reader takes the rest of the file over
         self.rest_from = 0
+        # The line or item from which the row-by-row reader reads this file (a line over the
+        # limit, a JSON array its blocks miscount), once found, or as a run before found it: the
+        # lines before `skip` are not looked at again, so a resume past it must be told.
+        self.rows_from = rows_from
         self.first_record = fmt.data_line if fmt.kind == "csv" else 0
         self._line_bytes = 0.0  # the average line length of the last block full of lines
 
@@ -142,9 +146,11 @@ class FileSource:
             return
         switch = self.skip
         try:
-            with open_binary(self.path, self.fmt.compression, self.fmt.encoding) as f:
-                switch = yield from self._blocks(f)
+            if not self._resumed_by_rows():
+                with open_binary(self.path, self.fmt.compression, self.fmt.encoding) as f:
+                    switch = yield from self._blocks(f)
             if switch is not None:
+                self._by_rows_from(switch)
                 with open_binary(self.path, self.fmt.compression, self.fmt.encoding) as f:
                     for first, lines, fallbacks in _line_batches(
                             f, switch, self.chunk_rows, self.limits.max_record_bytes,
@@ -269,6 +275,9 @@ class FileSource:
         blocks, and so its gzip members, are then those of a run never interrupted (a
         checkpoint falls between blocks). Cutting is a scan for item boundaries, far cheaper
         than reading the items."""
+        if self._resumed_by_rows():
+            yield from self._rest_by_rows(self.skip)
+            return
         try:
             with open_binary(self.path, self.fmt.compression, self.fmt.encoding) as f:
                 switch = yield from self._from_skip(self._array_blocks(f))
@@ -276,7 +285,16 @@ class FileSource:
             yield Stop(describe_damage(exc, self.end))
             return
         if switch is not None:
+            self._by_rows_from(max(switch, self.skip))
             yield from self._rest_by_rows(max(switch, self.skip))
+
+    def _resumed_by_rows(self) -> bool:
+        """Whether the run this one resumes read on row by row from before `skip`."""
+        return self.rows_from is not None and self.skip >= self.rows_from
+
+    def _by_rows_from(self, index: int) -> None:
+        if self.rows_from is None:
+            self.rows_from = index
 
     def _from_skip(self, units: Iterator[Any]) -> Iterator[Any]:
         """`units` less those wholly before item `skip`; returns what `units` returns, or `skip`
@@ -380,6 +398,7 @@ class FileSource:
         if len(items) != unit.n or any(getattr(x, "reason", "").endswith(
                 "cannot be read") for _, x in items):
             self.exhausted, self.rest_from = True, unit.first  # see `rest`
+            self._by_rows_from(unit.first)
             return
         for start, stop in _aligned(unit.first, unit.n, self.chunk_rows):
             part = items[start:stop]

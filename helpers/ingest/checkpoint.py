@@ -32,6 +32,9 @@ class Checkpoint:
     options: dict[str, Any]
     file_index: int = 0  # the file being read
     record: int = 0  # where to resume in that file: a line index, or a JSON array item index
+    # Where in that file the row-by-row reader took over from the blocks (`FileSource.rows_from`):
+    # a resume past it reads on row by row, as the run it resumes did.
+    rows_from: int | None = None
     part_bytes: int = 0
     rejects_bytes: int = 0
     fingerprint_bytes: int = 0

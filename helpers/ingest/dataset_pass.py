@@ -335,6 +335,7 @@ class _Run:
         for index in range(self.ckpt.file_index, len(self.data)):
             path, fmt = self.data[index]
             self._process_file(index, path, fmt, progress)
+            self.ckpt.rows_from = None
             self._checkpoint(index + 1, 0)
         self.ckpt.done = True
         self._checkpoint(len(self.data), 0, complete=True)
@@ -343,7 +344,8 @@ class _Run:
 
     def _process_file(self, index: int, path: Path, fmt: Format, progress: Any) -> None:
         stats = self.ckpt.stats
-        if self.ckpt.file_index == index and self.ckpt.record and stats["files"]:
+        resuming = bool(self.ckpt.file_index == index and self.ckpt.record and stats["files"])
+        if resuming:
             counts = stats["files"].pop()  # resuming inside this file
         else:
             counts = new_counts(path.name, fmt)
@@ -351,7 +353,8 @@ class _Run:
         options = self.options
         source = FileSource(path, fmt, options.chunk_rows,
                             block_lines(options.chunk_rows, options.checkpoint_chunks),
-                            self.ckpt.record, options.limits)
+                            self.ckpt.record, options.limits,
+                            self.ckpt.rows_from if resuming else None)
         every = options.chunk_rows * options.checkpoint_chunks
 
         def done_with(records: int, end: int, resume_at: int) -> None:
@@ -360,6 +363,7 @@ class _Run:
             if end % every == 0:
                 counts["renamed"] = normalizer.renamed
                 stats["files"].append(counts)
+                self.ckpt.rows_from = source.rows_from
                 self._checkpoint(index, resume_at)
                 stats["files"].pop()
 
