@@ -367,7 +367,8 @@ class FileSource:
         whole, read by the row-by-row reader, then the damage where the cut item starts."""
         text = "[" + rest.decode("utf-8", FALLBACK_ERRORS)
         items = []
-        for at, item in _array_items(io.StringIO(text), self.limits.max_record_bytes):
+        for at, item in _array_items(io.StringIO(text), self.limits.max_record_bytes,
+                                     guess=False):
             if getattr(item, "reason", "").endswith("cannot be read"):
                 break
             items.append((line + at - 1, item))
@@ -394,7 +395,7 @@ class FileSource:
         """The items of `unit` as the row-by-row reader reads them; when the block was not cut
         between items after all, that reader takes the rest of the file over."""
         text = "[" + unit.data.decode("utf-8", FALLBACK_ERRORS) + "]"
-        items = list(_array_items(io.StringIO(text), self.limits.max_record_bytes))
+        items = list(_array_items(io.StringIO(text), self.limits.max_record_bytes, guess=False))
         if len(items) != unit.n or any(getattr(x, "reason", "").endswith(
                 "cannot be read") for _, x in items):
             self.exhausted, self.rest_from = True, unit.first  # see `rest`

@@ -295,7 +295,8 @@ class ArrayError:
         self.reason, self.raw = reason, raw
 
 
-def _array_items(f: IO[str], max_chars: int, stream: bool = False) -> Iterator[tuple[int, Any]]:
+def _array_items(f: IO[str], max_chars: int, stream: bool = False,
+                 guess: bool = True) -> Iterator[tuple[int, Any]]:
     """(line, item) for each element of a top-level JSON array, holding one item at a time;
     with `stream`, for each of the JSON values that follow one another in the file (pretty-printed
     objects one after the other, as `jq` writes them, or a single one).
@@ -306,6 +307,8 @@ def _array_items(f: IO[str], max_chars: int, stream: bool = False) -> Iterator[t
     for JSON Lines. So is an item longer than `max_chars`, and one that is not JSON (a trailing
     comma, single quotes, a quote left unescaped): its end is found by its brackets and strings
     alone (`_item_end`) and reading goes on after it, so that a bad item costs itself only.
+    With `guess` (reading a file, not a block of it), strings that are not JSON's are also
+    tried (`_resync`); a block cut inside a string must come out as not complete instead.
     """
     constants: list[str] = []
 
@@ -366,7 +369,8 @@ def _array_items(f: IO[str], max_chars: int, stream: bool = False) -> Iterator[t
         if error is not None:
             constants.clear()
             raw = buf[pos:pos + 200]
-            found = _item_end(buf, pos, f)
+            found = (_resync(buf, pos) if guess and not stream else None) \
+                or _item_end(buf, pos, f)
             if found is None:  # (`FileSource` reads a block cut inside a string by this)
                 yield line, ArrayError(f"malformed JSON ({error.msg}): the item is not complete "
                                        "at the end of the file; the rest of the file cannot be "
@@ -395,35 +399,55 @@ def _too_long(size: int, limit: int) -> str:
     return f"the item is {size:,} characters long, over the limit of {limit:,}"
 
 
-# Outside strings: what opens or closes a value, starts a string, or separates items; inside a
-# string: an escape (with what it escapes) or the closing quote.
-_STRUCTURE = re.compile(r'["{}\[\],]')
-_IN_STRING = re.compile(r'\\.|"', re.DOTALL)
+# Per string quote: outside strings, what opens or closes a value, starts a string, or separates
+# items; inside one, an escape (with what it escapes) or the closing quote.
+_SCANNERS = {quote: (re.compile("[" + re.escape(quote) + r"{}\[\],]"),
+                     re.compile(r"\\.|" + re.escape(quote or "\x00"), re.DOTALL))
+             for quote in ('"', "'", "")}
+# After an item: the array's end, or a comma and what starts a JSON value.
+_NEXT_ITEM = re.compile(r'[ \t\r\n]*(?:\]|,[ \t\r\n]*[{\["0-9tfn-])')
 
 
-def _item_end(buf: str, pos: int, f: IO[str]) -> tuple[str, int, int, int] | None:
+def _resync(buf: str, pos: int) -> tuple[str, int, int, int] | None:
+    """Where the bad item at buf[pos] ends, judged within `buf` (`_item_end`'s answer): by its
+    brackets, strings read as JSON does, as single-quoted ones, or not at all (a quote left
+    unescaped puts JSON's strings out of step for the rest of the file; in `{'a': 'x}y'}` the
+    brace is in a string): the earliest of those ends after which the array ends or goes on
+    with what starts a value. None when there is none (an item longer than `buf`)."""
+    ends = []
+    for quote in ('"', "'", ""):
+        found = _item_end(buf, pos, None, quote)
+        if found is not None and _NEXT_ITEM.match(buf, found[1]):
+            ends.append(found)
+    return min(ends, key=lambda found: found[1]) if ends else None
+
+
+def _item_end(buf: str, pos: int, f: IO[str] | None,
+              quote: str = '"') -> tuple[str, int, int, int] | None:
     """Where the item that starts at buf[pos] ends, found by its brackets and strings alone (it
-    need not be JSON), reading on from `f` as needed and keeping only what is not scanned yet:
-    (the buffer, the offset just past the item in it, the item's length in characters, the line
-    breaks in it); None when the file ends first. An item that is no object or array ends
-    before the next `,` or closing bracket outside brackets."""
+    need not be JSON), strings delimited by `quote` (none if empty), reading on from `f` as
+    needed and keeping only what is not scanned yet: (the buffer, the offset just past the item
+    in it, the item's length in characters, the line breaks in it); None when the file ends
+    first (or, without `f`, the buffer). An item that is no object or array ends before the
+    next `,` or closing bracket outside brackets."""
+    structure, in_string_marks = _SCANNERS[quote]
     depth, at, in_string, size, newlines = 0, pos, False, 0, 0
     while True:
-        found = (_IN_STRING if in_string else _STRUCTURE).search(buf, at)
+        found = (in_string_marks if in_string else structure).search(buf, at)
         if found is None:
             # All scanned: read on, keeping a last backslash whose escaped character is to come.
             keep = len(buf) - 1 if in_string and at < len(buf) and buf.endswith("\\") \
                 else len(buf)
             size, newlines = size + keep - pos, newlines + buf.count("\n", pos, keep)
-            more = f.read(BLOCK_CHARS)
+            more = f.read(BLOCK_CHARS) if f is not None else ""
             if not more:
                 return None
             buf, pos, at = buf[keep:] + more, 0, 0
             continue
         mark, at = found.group(), found.end()
         if in_string:
-            in_string = mark != '"'
-        elif mark == '"':
+            in_string = mark != quote
+        elif mark == quote:
             in_string = True
         elif mark in "{[":
             depth += 1
