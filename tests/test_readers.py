@@ -185,11 +185,12 @@ def test_a_batch_of_plain_lines_takes_the_shortcut_and_one_spanning_lines_does_n
 
 
 # Items as hand-edited or buggy writers leave them: a trailing comma, single quotes (around a
-# brace too), a quote left unescaped (once or twice), a raw line break, NaN, a bare word. (A
-# bracket left open or closed wrong still costs the rest of the file: its end is anyone's guess.)
+# brace too), a quote left unescaped (once or twice), a raw line break, NaN, a bare word, a list
+# closed by a brace. (A brace never closed still costs the rest of the file: where the item
+# ends is anyone's guess.)
 BAD_ITEMS = ['{"a": 1,}', "{'a': 'single'}", '{"a": "say "hi" twice"}', '{"a": NaN}',
              '{"a": "raw\nbreak"}', '{"a": [1, 2,]}', '{"a": tru}', "nul", '{"a": "x\\"}", }',
-             '{"a": "a"b"}', "{'a': 'x}y'}", '{"a": "}, {"}']
+             '{"a": "a"b"}', "{'a': 'x}y'}", '{"a": "}, {"}', '{"a": [1, 2}', '{"a": [{"b": 1}}']
 GOOD_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers(-10**20, 10**20) | st.text(max_size=6)
     | st.sampled_from(["}", "]", ",", '"', "\\", "{[", "\n"]),

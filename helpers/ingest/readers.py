@@ -369,7 +369,11 @@ def _array_items(f: IO[str], max_chars: int, stream: bool = False,
         if error is not None:
             constants.clear()
             raw = buf[pos:pos + 200]
-            found = (_resync(buf, pos) if guess and not stream else None) \
+            # An item cut by the buffer's end (the error at the end, in an escape or a word cut
+            # short, or a string running to it) is long, not bad: only its brackets, read on,
+            # end it.
+            cut = error.pos >= len(buf) - 8 or error.msg.startswith("Unterminated string")
+            found = (_resync(buf, pos) if guess and not stream and not cut else None) \
                 or _item_end(buf, pos, f)
             if found is None:  # (`FileSource` reads a block cut inside a string by this)
                 yield line, ArrayError(f"malformed JSON ({error.msg}): the item is not complete "
@@ -431,7 +435,12 @@ def _item_end(buf: str, pos: int, f: IO[str] | None,
     first (or, without `f`, the buffer). An item that is no object or array ends before the
     next `,` or closing bracket outside brackets."""
     structure, in_string_marks = _SCANNERS[quote]
-    depth, at, in_string, size, newlines = 0, pos, False, 0, 0
+    # The brackets open, innermost last. Where strings are JSON's, a closing one closes through
+    # any other opened after its own (`[1, 2}` ends the object), as a person reads a bracket
+    # left open; read otherwise, a brace in a string would close too much.
+    opened: list[str] = []
+    through = quote == '"'
+    at, in_string, size, newlines = pos, False, 0, 0
     while True:
         found = (in_string_marks if in_string else structure).search(buf, at)
         if found is None:
@@ -450,11 +459,15 @@ def _item_end(buf: str, pos: int, f: IO[str] | None,
         elif mark == quote:
             in_string = True
         elif mark in "{[":
-            depth += 1
-        elif depth == 0:  # no object or array: it ends where the array goes on (or ends)
+            opened.append(mark)
+        elif not opened:  # no object or array: it ends where the array goes on (or ends)
             end = found.start()
             return buf, end, size + end - pos, newlines + buf.count("\n", pos, end)
         elif mark != ",":
-            depth -= 1
-            if depth == 0:
+            opener = "{" if mark == "}" else "["
+            if through and opener in opened:
+                del opened[len(opened) - 1 - opened[::-1].index(opener):]
+            else:
+                opened.pop()
+            if not opened:
                 return buf, at, size + at - pos, newlines + buf.count("\n", pos, at)
