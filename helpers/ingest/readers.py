@@ -441,6 +441,10 @@ def _item_end(buf: str, pos: int, f: IO[str] | None,
     opened: list[str] = []
     through = quote == '"'
     at, in_string, size, newlines = pos, False, 0, 0
+
+    def ending(end: int) -> tuple[str, int, int, int]:
+        return buf, end, size + end - pos, newlines + buf.count("\n", pos, end)
+
     while True:
         found = (in_string_marks if in_string else structure).search(buf, at)
         if found is None:
@@ -461,8 +465,7 @@ def _item_end(buf: str, pos: int, f: IO[str] | None,
         elif mark in "{[":
             opened.append(mark)
         elif not opened:  # no object or array: it ends where the array goes on (or ends)
-            end = found.start()
-            return buf, end, size + end - pos, newlines + buf.count("\n", pos, end)
+            return ending(found.start())
         elif mark != ",":
             opener = "{" if mark == "}" else "["
             if through and opener in opened:
@@ -470,4 +473,4 @@ def _item_end(buf: str, pos: int, f: IO[str] | None,
             else:
                 opened.pop()
             if not opened:
-                return buf, at, size + at - pos, newlines + buf.count("\n", pos, at)
+                return ending(at)

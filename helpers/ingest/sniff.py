@@ -376,13 +376,14 @@ def _header_beside_trailing_delimiters(row: list[str], rest: list[list[str]]) ->
     end empty (the header gains an empty last name), or one field more than them, its last
     empty (which goes); its other values names (text, none empty). None otherwise."""
     width = Counter(map(len, rest)).most_common(1)[0][0] if rest else 0
-    names = row[:-1] if len(row) == width + 1 and row[-1] == "" else row
-    if not names or not all(v.strip() and _column_type([v]) == "text" for v in names):
-        return None
     if len(row) == width + 1 and row[-1] == "":
-        return names
-    if len(row) == width - 1 and all(r[-1] == "" for r in rest if len(r) == width):
-        return [*row, ""]
+        names, header = row[:-1], row[:-1]
+    elif len(row) == width - 1 and all(r[-1] == "" for r in rest if len(r) == width):
+        names, header = row, [*row, ""]
+    else:
+        return None
+    if names and all(v.strip() and _column_type([v]) == "text" for v in names):
+        return header
     return None
 
 
